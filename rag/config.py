@@ -1,0 +1,118 @@
+"""One `Settings` object. Environment variables and CLI flags map onto its fields.
+
+Read once at start-up (`Settings.from_env()`), never at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_EMBED_MODEL = "local:all-MiniLM-L6-v2"
+MODES = ("auto", "extractive", "llm")
+
+# env var -> (field, parser). Every setting a user can change from the shell is listed here.
+_ENV: dict[str, tuple[str, type]] = {
+    "RAG_DATA_DIR": ("data_dir", Path),
+    "RAG_CORPUS_DIR": ("corpus_dir", Path),
+    "RAG_EMBED_MODEL": ("embed_model", str),
+    "RAG_CHUNK_SIZE": ("chunk_size", int),
+    "RAG_CHUNK_OVERLAP": ("chunk_overlap", int),
+    "RAG_DUP_THRESHOLD": ("dup_threshold", float),
+    "RAG_MAX_FILE_BYTES": ("max_file_bytes", int),
+    "RAG_K": ("k", int),
+    "RAG_MODE": ("mode", str),
+    "RAG_COLLECTION": ("collection", str),
+    "CHROMA_HOST": ("chroma_host", str),
+    "CHROMA_PORT": ("chroma_port", int),
+    "OPENAI_API_KEY": ("openai_api_key", str),
+    "OPENAI_BASE_URL": ("openai_base_url", str),
+    "OPENAI_MODEL": ("openai_model", str),
+    "RAG_LLM_TIMEOUT": ("llm_timeout", float),
+    "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = PROJECT_DIR / ".rag"
+    corpus_dir: Path = PROJECT_DIR / "seeds"
+    embed_model: str = LOCAL_EMBED_MODEL
+    chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
+    chunk_overlap: int = 40
+    dup_threshold: float = 0.2  # Jaccard of word 3-shingles; rewrites of one report score ~0.3, others < 0.05
+    max_file_bytes: int = 10_000_000
+    k: int = 8  # passages retrieved, and read by the answerer
+    mode: str = "auto"
+    collection: str = "news_chunks"
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    llm_timeout: float = 30.0
+    llm_max_retries: int = 2
+    max_answer_words: int = 80
+    max_question_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "corpus_dir", Path(self.corpus_dir))
+        checks = [
+            (self.chunk_size >= 32, f"chunk_size must be at least 32 tokens, got {self.chunk_size}"),
+            (0 <= self.chunk_overlap < self.chunk_size,
+             f"chunk_overlap must be between 0 and chunk_size ({self.chunk_size}), got {self.chunk_overlap}"),
+            (0 < self.dup_threshold <= 1, f"dup_threshold must be in (0, 1], got {self.dup_threshold}"),
+            (self.max_file_bytes > 0, f"max_file_bytes must be positive, got {self.max_file_bytes}"),
+            (1 <= self.k <= 50, f"k must be between 1 and 50, got {self.k}"),
+            (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
+            (self.llm_timeout > 0, f"llm_timeout must be positive, got {self.llm_timeout}"),
+            (0 <= self.llm_max_retries <= 10, f"llm_max_retries must be 0..10, got {self.llm_max_retries}"),
+            (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
+            (self.embed_model == LOCAL_EMBED_MODEL or self.embed_model.startswith("openai:"),
+             f"embed_model must be {LOCAL_EMBED_MODEL!r} or 'openai:<model>', got {self.embed_model!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then environment variables, then explicit overrides (CLI flags); None means unset."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (name, parse) in _ENV.items():
+            raw = environ.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError:
+                raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def chunker_id(self) -> str:
+        return f"sentence-cl100k:{self.chunk_size}:{self.chunk_overlap}"
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key)
+
+    def resolved_mode(self, mode: str | None = None) -> str:
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "auto":
+            return "llm" if self.llm_configured else "extractive"
+        return mode

@@ -1,0 +1,263 @@
+"""Reading files into clean `Document`s: decoding, HTML, boilerplate removal, metadata, near-duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+from rag.errors import InputRejected
+from rag.text import is_heading, sentence_spans, shingles
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+_MINHASH_SCHEME = "affine32"  # pinned: signatures are stored in the manifest and compared across runs
+_RULES_FILE = Path(__file__).parent / "data" / "boilerplate.toml"
+
+
+@dataclass
+class Document:
+    source: str  # the path as ingested
+    text: str  # cleaned text; every citation offset points into this
+    title: str
+    content_hash: str  # sha256 of the cleaned text
+    publisher: str | None = None
+    author: str | None = None
+    dropped_lines: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, str]:
+        meta = {"source": self.source, "title": self.title, "content_hash": self.content_hash}
+        meta.update({k: v for k, v in (("publisher", self.publisher), ("author", self.author)) if v})
+        return meta
+
+
+@dataclass(frozen=True)
+class _Rules:
+    chrome: tuple[re.Pattern, ...]
+    footer: tuple[re.Pattern, ...]
+    publisher_logo: re.Pattern
+    publisher_in_footer: re.Pattern
+    author_label: re.Pattern
+    short_line_words: int
+
+
+@lru_cache(maxsize=1)
+def _rules() -> _Rules:
+    raw = tomllib.loads(_RULES_FILE.read_text(encoding="utf-8"))
+    compile_ = lambda p: re.compile(p, re.IGNORECASE)  # noqa: E731
+    return _Rules(
+        chrome=tuple(map(compile_, raw["chrome"])),
+        footer=tuple(map(compile_, raw["footer"])),
+        publisher_logo=compile_(raw["publisher_logo"]),
+        publisher_in_footer=compile_(raw["publisher_in_footer"]),
+        author_label=compile_(raw["author_label"]),
+        short_line_words=int(raw["short_line_words"]),
+    )
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """The file's text, or InputRejected with the reason it cannot be used."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise InputRejected(f"unsupported file type {path.suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputRejected(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise InputRejected("file is empty")
+    if b"\x00" in data[:8192]:
+        raise InputRejected("file looks binary (contains NUL bytes)")
+    text = _decode(data)
+    if path.suffix.lower() in (".html", ".htm"):
+        text = html_to_text(text)
+    if not text.strip():
+        raise InputRejected("file has no readable text")
+    return text
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+        if control > len(text) * 0.01:
+            raise InputRejected("file looks binary (too many control characters)")
+        return text
+    raise InputRejected("file is neither UTF-8 nor Windows-1252 text")
+
+
+def html_to_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg", "iframe"]):
+        tag.decompose()
+    for heading in soup(["h1", "h2", "h3", "h4", "h5", "h6"]):
+        heading.insert_before("\n\n" + "#" * int(heading.name[1]) + " ")
+    body = soup.body or soup
+    return body.get_text("\n")
+
+
+def load_documents(paths: Iterable[Path], max_bytes: int) -> tuple[list[Document], list[dict[str, str]]]:
+    """Read and clean every file; one bad file is skipped with its reason and the rest carry on."""
+    raw: dict[str, str] = {}
+    skipped: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            raw[str(path)] = read_text(path, max_bytes)
+        except InputRejected as exc:
+            skipped.append({"path": str(path), "reason": str(exc)})
+        except OSError as exc:
+            skipped.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
+    repeated = repeated_short_lines(raw.values())
+    return [clean_document(source, text, repeated) for source, text in raw.items()], skipped
+
+
+def repeated_short_lines(texts: Iterable[str]) -> frozenset[str]:
+    """Short non-sentence lines found in two or more documents: shared site chrome."""
+    limit = _rules().short_line_words
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update({ln.strip() for ln in text.splitlines() if _is_short(ln, limit) and is_heading(ln)})
+    return frozenset(line for line, n in counts.items() if n >= 2)
+
+
+def _is_short(line: str, limit: int) -> bool:
+    return 0 < len(line.split()) <= limit
+
+
+def clean_document(source: str, raw: str, repeated: frozenset[str] = frozenset()) -> Document:
+    rules = _rules()
+    # Markdown headings glued into a paragraph ("... conflict. ## Next Section Rubio's ...") get their own line.
+    raw = re.sub(r"[ \t]+(#{1,6} )", r"\n\n\1", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [part for ln in raw.split("\n") for part in _split_glued_heading(ln.rstrip()).split("\n")]
+    kept: list[str] = []
+    dropped: list[str] = []
+    publisher = author = None
+    seen_short: set[str] = set()
+    in_footer = False
+    i = 0
+    while i < len(lines):
+        line, stripped = lines[i], lines[i].strip()
+        i += 1
+        if not stripped:
+            kept.append("")
+            continue
+        short = _is_short(stripped, rules.short_line_words)
+        if any(p.search(stripped) for p in rules.footer):
+            in_footer = True
+            found = rules.publisher_in_footer.search(stripped)
+            publisher = publisher or (found and found.group("name").rstrip("."))
+            dropped.append(stripped)
+            continue
+        logo = rules.publisher_logo.match(stripped)
+        if logo:
+            publisher = publisher or logo.group("name").strip()
+        name_follows = rules.author_label.match(stripped) and i < len(lines) and _looks_like_name(lines[i])
+        if name_follows:
+            author = lines[i].strip()
+            dropped.extend([stripped, author])
+            i += 1
+            continue
+        if (
+            logo
+            or (in_footer and short)
+            or any(p.search(stripped) for p in rules.chrome)
+            or stripped in repeated
+            or (short and is_heading(stripped) and stripped in seen_short)
+        ):
+            dropped.append(stripped)
+            continue
+        if short:
+            seen_short.add(stripped)
+        kept.append(line)
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    return Document(
+        source=source,
+        text=text,
+        title=_title(text),
+        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        publisher=publisher or None,
+        author=author,
+        dropped_lines=dropped,
+    )
+
+
+_HEADING_SMALL_WORDS = {"and", "of", "the", "in", "for", "on", "to", "a", "an", "with", "at", "by", "or", "&", "-", "—"}
+_LEADING_WORDS = {"On", "In", "At", "For", "By", "After", "Before", "During", "Last", "This", "Since", "Until"}
+
+
+def _split_glued_heading(line: str) -> str:
+    """'## Rubio's Pivotal Role Rubio's influence in ...' -> heading and sentence on lines of their own.
+
+    The heading is the Title-Case run after the '#'s; the sentence starts at the run's last
+    capitalised word (or the one before it: 'On Wednesday, the ...'), or at an opening quote.
+    """
+    match = re.match(r"(#{1,6} )(.*)", line)
+    if not match or len(line.split()) <= 15:
+        return line
+    tokens = list(re.finditer(r"\S+", match.group(2)))
+    i = 0
+    while i < len(tokens):
+        word = tokens[i].group()
+        after_comma = i > 0 and tokens[i - 1].group().endswith(",")
+        if word[0] in "'\"“‘" or after_comma or not (word[0].isupper() or word in _HEADING_SMALL_WORDS):
+            break
+        i += 1
+    if i == len(tokens) or i < 2:
+        return line
+    start = i if tokens[i].group()[0] in "'\"“‘" else i - 1
+    if start == i - 1 and tokens[start].group().endswith(",") and tokens[start - 1].group() in _LEADING_WORDS:
+        start -= 1
+    if start < 1:
+        return line
+    cut = len(match.group(1)) + tokens[start].start()
+    return line[:cut].rstrip() + "\n\n" + line[cut:]
+
+
+def _looks_like_name(line: str) -> bool:
+    parts = line.strip().split()
+    return 1 <= len(parts) <= 5 and all(p[:1].isupper() for p in parts) and not line.strip().endswith(".")
+
+
+def _title(text: str, limit: int = 100) -> str:
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    if is_heading(first_line):
+        return first_line.strip().lstrip("#").strip()
+    spans = sentence_spans(text)
+    first = spans[0].text if spans else text.strip()
+    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def minhash_signature(text: str) -> list[int]:
+    """A 128-value MinHash of the text's word 3-shingles; kept in the manifest so unchanged files need no re-read."""
+    from datasketch import MinHash
+
+    mh = MinHash(num_perm=128, scheme=_MINHASH_SCHEME)
+    mh.update_batch([s.encode("utf-8") for s in shingles(text)])
+    return [int(v) for v in mh.hashvalues]
+
+
+def near_duplicate_groups(signatures: dict[str, list[int]], threshold: float) -> dict[str, list[str]]:
+    """For each document, the others whose estimated 3-shingle Jaccard reaches `threshold`."""
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=128)
+    hashes = {key: MinHash(num_perm=128, scheme=_MINHASH_SCHEME, hashvalues=np.array(sig, dtype=np.uint32))
+              for key, sig in sorted(signatures.items())}
+    for key, mh in hashes.items():
+        lsh.insert(key, mh)
+    groups: dict[str, list[str]] = {}
+    for key, mh in hashes.items():
+        # LSH gives candidates; confirm with the estimate so the threshold means what it says.
+        peers = [o for o in lsh.query(mh) if o != key and mh.jaccard(hashes[o]) >= threshold]
+        if peers:
+            groups[key] = sorted(peers)
+    return groups

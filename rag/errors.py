@@ -1,0 +1,45 @@
+"""Every failure a user can see, one class each, one clear message each.
+
+    RagError
+    ├── ConfigError          a setting is nonsense (also a ValueError)
+    ├── InputRejected        a file or a question we will not take, and why
+    ├── StoreUnavailable     the Chroma store cannot be reached or opened
+    ├── StoreMismatch        the index was built with another embedding model
+    ├── StoreBusy            another ingest holds the write lock
+    └── LLMUnavailable       the LLM endpoint failed (timeout, 5xx, bad reply)
+        └── LLMAuthError     the endpoint refused our credentials (never retried)
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: the message is meant for the user as it is."""
+
+
+class ConfigError(RagError, ValueError):
+    pass
+
+
+class InputRejected(RagError):
+    pass
+
+
+class StoreUnavailable(RagError):
+    pass
+
+
+class StoreMismatch(RagError):
+    pass
+
+
+class StoreBusy(RagError):
+    pass
+
+
+class LLMUnavailable(RagError):
+    pass
+
+
+class LLMAuthError(LLMUnavailable):
+    pass

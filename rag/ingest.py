@@ -1,0 +1,270 @@
+"""The incremental ingest pipeline: files -> clean documents -> chunks with offsets -> Chroma + BM25.
+
+Chroma is the truth of what is embedded: a chunk is embedded only when its id (derived from its
+source and text) is not in the collection yet, so re-runs, edits and interrupted runs embed only
+what is missing. The manifest (document metadata, MinHash signatures, duplicate groups) and the
+keyword index are written after the collection, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from rag.config import Settings
+from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
+from rag.errors import StoreBusy
+from rag.keyword import KeywordIndex
+
+ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
+EMBED_BATCH = 64
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Chunk:
+    id: str
+    text: str
+    start: int
+    end: int
+    index: int
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0
+    chunks: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    embedded_chunks: int = 0
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chunk_document(doc: Document, settings: Settings) -> list[Chunk]:
+    """Token-aware chunks (SentenceSplitter on cl100k) with exact character offsets into doc.text."""
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.utils import get_tokenizer  # cl100k_base from llama-index's bundled cache
+
+    splitter = SentenceSplitter(chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap,
+                                tokenizer=get_tokenizer())
+    chunks: list[Chunk] = []
+    seen: Counter[str] = Counter()
+    cursor = 0
+    for piece in splitter.split_text(doc.text):
+        start = _locate(doc.text, piece, cursor)
+        end = start + len(piece)
+        seen[piece] += 1
+        digest = hashlib.sha256(f"{doc.source}\0{piece}\0{seen[piece]}".encode()).hexdigest()[:32]
+        chunks.append(Chunk(id=digest, text=doc.text[start:end], start=start, end=end, index=len(chunks)))
+        cursor = start + 1
+    return chunks
+
+
+def _locate(text: str, piece: str, cursor: int) -> int:
+    # The splitter returns verbatim slices of the text; overlap means the next one starts before the
+    # previous one ends, so search from just after the previous start.
+    found = text.find(piece, cursor)
+    if found < 0:
+        found = text.find(piece)
+    if found < 0:
+        raise AssertionError(f"chunk not found verbatim in its document: {piece[:60]!r}")
+    return found
+
+
+def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[dict[str, str]], list[Path]]:
+    """Files under the given paths (sorted), per-path problems, and the roots that were scanned."""
+    files: list[Path] = []
+    skipped: list[dict[str, str]] = []
+    roots: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            skipped.append({"path": str(path), "reason": "not found"})
+            continue
+        roots.append(path.resolve())
+        if path.is_file():
+            files.append(path)
+            continue
+        for candidate in sorted(path.rglob("*")):
+            relative = candidate.relative_to(path)
+            if any(part.startswith(".") for part in relative.parts) or not candidate.is_file():
+                continue
+            if candidate.is_symlink() and not candidate.resolve().is_relative_to(path.resolve()):
+                skipped.append({"path": str(candidate), "reason": "symlink points outside the corpus directory"})
+            elif candidate.suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped.append({"path": str(candidate), "reason": f"unsupported file type {candidate.suffix or '(none)'!r}"})
+            else:
+                files.append(candidate)
+    return files, skipped, roots
+
+
+def display_path(path: Path) -> str:
+    """The path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+class Manifest:
+    """documents[abs path] -> {source, title, content_hash, chunks, signature, duplicates, ...}."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        data = json.loads(path.read_text()) if path.exists() else {}
+        self.documents: dict[str, dict[str, Any]] = data.get("documents", {})
+        self.indexed_at: float | None = data.get("indexed_at")
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        payload = {"version": MANIFEST_VERSION, "indexed_at": time.time(), "documents": self.documents}
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+        os.replace(tmp, self.path)
+
+
+def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None, *, rebuild: bool = False,
+           progress: ProgressCallback | None = None) -> IngestReport:
+    """Index files or directories (default: the corpus directory). One writer at a time."""
+    from filelock import FileLock, Timeout
+
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.data_dir / "ingest.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreBusy(f"another ingest is running on {settings.data_dir}; try again when it finishes") from None
+    try:
+        return _ingest_locked([Path(p) for p in (paths or [settings.corpus_dir])], settings, rebuild, progress)
+    finally:
+        lock.release()
+
+
+def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
+                   progress: ProgressCallback | None) -> IngestReport:
+    from rag.embeddings import embedding_dimension, get_embedder
+    from vectorstore import open_store
+
+    started = time.perf_counter()
+    report = IngestReport()
+    files, report.skipped, roots = expand_paths(paths)
+    docs, unreadable = load_documents(files, settings.max_file_bytes)
+    report.skipped += unreadable
+    if rebuild:
+        for stale in ("manifest.json", "keyword"):
+            target = settings.data_dir / stale
+            if target.is_dir():
+                import shutil
+
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), reset=rebuild)
+    manifest = Manifest(settings.data_dir / "manifest.json")
+
+    plan = _plan(docs, manifest, store, settings, report)
+    _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report)
+    to_embed = [(doc, chunk) for doc, chunks in plan for chunk in chunks["new"]]
+    if to_embed:
+        _embed_and_store(to_embed, store, get_embedder(settings), progress)
+    report.embedded_chunks = len(to_embed)
+
+    signatures = {key: entry["signature"] for key, entry in manifest.documents.items()}
+    groups = near_duplicate_groups(signatures, settings.dup_threshold) if signatures else {}
+    for key, entry in manifest.documents.items():
+        entry["duplicates"] = [manifest.documents[o]["source"] for o in groups.get(key, [])]
+    report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
+
+    _refresh_keyword_index(store, settings.data_dir / "keyword")
+    manifest.save()
+    report.documents = len(manifest.documents)
+    report.chunks = store.count()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
+          report: IngestReport) -> list[tuple[Document, dict[str, list[Chunk]]]]:
+    """Per document: which chunks are new (to embed), which stay (metadata refresh), which go."""
+    plan = []
+    for doc in docs:
+        key = str(Path(doc.source).resolve())
+        doc.source = display_path(Path(doc.source))
+        previous = manifest.documents.get(key)
+        chunks = chunk_document(doc, settings)
+        ids = [c.id for c in chunks]
+        present = store.ids_for_path(key)
+        fresh = [c for c in chunks if c.id not in present]
+        kept = [c for c in chunks if c.id in present]
+        store.delete(present - set(ids))
+        unchanged = bool(previous) and not fresh and previous["content_hash"] == doc.content_hash
+        if unchanged:
+            report.unchanged += 1
+        else:
+            report.updated += bool(previous)
+            report.added += not previous
+            store.update_metadata([c.id for c in kept], [_chunk_metadata(doc, key, c) for c in kept])
+        manifest.documents[key] = {
+            "source": doc.source, "title": doc.title, "content_hash": doc.content_hash,
+            "publisher": doc.publisher, "author": doc.author, "chunks": len(chunks),
+            "signature": minhash_signature(doc.text), "duplicates": [],
+            "dropped_lines": len(doc.dropped_lines),
+        }
+        plan.append((doc, {"new": fresh}))
+    return plan
+
+
+def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set[str], report: IngestReport) -> None:
+    for key in list(manifest.documents):
+        path = Path(key)
+        if key in seen or path.exists() or not any(path.is_relative_to(r) for r in roots):
+            continue
+        store.delete(store.ids_for_path(key))
+        del manifest.documents[key]
+        report.removed += 1
+
+
+def _chunk_metadata(doc: Document, key: str, chunk: Chunk) -> dict[str, Any]:
+    meta: dict[str, Any] = {"source": doc.source, "path": key, "title": doc.title,
+                            "content_hash": doc.content_hash, "start": chunk.start, "end": chunk.end,
+                            "chunk_index": chunk.index}
+    meta.update({k: v for k, v in (("publisher", doc.publisher), ("author", doc.author)) if v})
+    return meta
+
+
+def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any,
+                     progress: ProgressCallback | None) -> None:
+    # One batch is embedded and written before the next starts: a failure mid-run leaves whole
+    # batches behind, and the next run embeds only the chunks still missing.
+    done = 0
+    for i in range(0, len(items), EMBED_BATCH):
+        batch = items[i : i + EMBED_BATCH]
+        vectors = embedder.get_text_embedding_batch([c.text for _, c in batch])
+        store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch],
+                     [_chunk_metadata(d, str(Path(d.source).resolve()), c) for d, c in batch])
+        done += len(batch)
+        if progress:
+            progress(done, len(items))
+
+
+def _refresh_keyword_index(store: Any, directory: Path) -> None:
+    from rag.keyword import ids_digest
+
+    current = KeywordIndex.load(directory)
+    ids = store.all_ids()
+    if current is not None and current.digest == ids_digest(ids):
+        return
+    ids, texts, _ = store.all_chunks()
+    KeywordIndex.build(ids, texts).save(directory)

@@ -1,0 +1,137 @@
+"""The public operations over one data directory: ingest, retrieve, ask, sources."""
+
+from __future__ import annotations
+
+import json
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rag.config import Settings
+from rag.errors import InputRejected, LLMUnavailable, StoreUnavailable
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """The question without control characters, or InputRejected when there is nothing to ask."""
+    if not isinstance(question, str):
+        raise InputRejected("the question must be text")
+    text = "".join(ch for ch in question if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\n\t")
+    text = " ".join(text.split())
+    if not text:
+        raise InputRejected("the question is empty")
+    if len(text) > max_chars:
+        raise InputRejected(f"the question is {len(text):,} characters long; the limit is {max_chars:,}")
+    if not any(ch.isalnum() for ch in text):
+        raise InputRejected("the question has no letters or digits to search for")
+    return text
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {"documents": {}}
+
+
+class Pipeline:
+    """Opens the store and models once; every surface (CLI, app, API) goes through one of these."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self._retriever = None
+
+    # ---- ingestion
+    def ingest(self, paths: Sequence[Path] | None = None, *, rebuild: bool = False,
+               progress: Callable[[int, int], None] | None = None):
+        from rag.ingest import ingest
+
+        report = ingest(paths, self.settings, rebuild=rebuild, progress=progress)
+        self._retriever = None  # the next query sees the new index
+        return report
+
+    def sources(self) -> list[dict[str, Any]]:
+        docs = read_manifest(self.settings.data_dir)["documents"].values()
+        return [{"source": d["source"], "title": d["title"], "chunks": d["chunks"], "publisher": d.get("publisher"),
+                 "author": d.get("author"), "duplicates": d.get("duplicates", [])}
+                for d in sorted(docs, key=lambda d: d["source"])]
+
+    def is_empty(self) -> bool:
+        return not read_manifest(self.settings.data_dir)["documents"]
+
+    # ---- retrieval
+    @property
+    def retriever(self):
+        if self._retriever is None:
+            self._retriever = self._open_retriever()
+        return self._retriever
+
+    def _open_retriever(self):
+        from rag.embeddings import embedding_dimension, get_embedder
+        from rag.keyword import KeywordIndex
+        from rag.retrieval import HybridRetriever
+        from vectorstore import open_store
+
+        model = self.settings.embed_model
+        store = open_store(self.settings, model, embedding_dimension(model), create=False)
+        manifest = read_manifest(self.settings.data_dir)["documents"].values()
+        duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
+        keyword = KeywordIndex.load(self.settings.data_dir / "keyword")
+        return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k)
+
+    def retrieve(self, query: str, k: int | None = None):
+        query = clean_question(query, self.settings.max_question_chars)
+        return self.retriever.search(query, _check_k(k) or self.settings.k)
+
+    # ---- answering
+    def ask(self, question: str, history: Sequence[str] | None = None, *, k: int | None = None,
+            mode: str | None = None, on_token: Callable[[str], None] | None = None):
+        from rag.answer.citations import Answer
+        from rag.chat import condense
+
+        started = time.perf_counter()
+        question = clean_question(question, self.settings.max_question_chars)
+        mode = self.settings.resolved_mode(mode)
+        query = condense(question, history)
+        passages = self.retriever.search(query, _check_k(k) or self.settings.k)
+        retrieved = time.perf_counter()
+        answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)
+        if mode == "llm":
+            self._answer_with_llm(answer, on_token)
+        if answer.mode == "extractive":
+            self._answer_extractively(answer)
+        done = time.perf_counter()
+        answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
+                             "total": _ms(done - started)}
+        return answer
+
+    def _answer_with_llm(self, answer, on_token) -> None:
+        from rag.answer.llm import answer_llm
+
+        try:
+            answer.answer, answer.citations, answer.abstained, answer.warnings = answer_llm(
+                answer.question if answer.query == answer.question else answer.query, answer.passages,
+                self.settings, on_token)
+        except LLMUnavailable as exc:
+            answer.mode = "extractive"
+            answer.notice = f"LLM unavailable: {exc}. Showing the extractive answer instead."
+
+    def _answer_extractively(self, answer) -> None:
+        from rag.answer.extractive import answer_extractive
+
+        result = answer_extractive(answer.query, answer.passages, self.retriever.embedder,
+                                   self.settings.max_answer_words)
+        answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
+
+
+def _check_k(k: int | None) -> int | None:
+    if k is not None and not 1 <= k <= 50:
+        raise InputRejected(f"k must be between 1 and 50, got {k}")
+    return k
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def require_index(pipeline: Pipeline) -> None:
+    if pipeline.is_empty():
+        raise StoreUnavailable(f"the index in {pipeline.settings.data_dir} is empty: run `rag ingest` first")

@@ -1,0 +1,117 @@
+"""`HybridRetriever`: dense (Chroma) + BM25, fused by reciprocal rank fusion, near-duplicates collapsed.
+
+A LlamaIndex `BaseRetriever`: `retrieve()` returns `NodeWithScore`s and drops into any LlamaIndex
+app; `search()` returns our `Passage` records for the answerers and the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from rag.text import containment, shingles
+
+RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
+CANDIDATES_PER_RETRIEVER = 20
+COLLAPSE_CONTAINMENT = 0.2  # 3-shingle containment above which two passages of duplicate documents say the same
+
+
+@dataclass
+class Passage:
+    id: str
+    text: str
+    source: str
+    title: str
+    start: int
+    end: int
+    score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    also_in: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_node(cls, hit: NodeWithScore) -> "Passage":
+        meta = dict(hit.node.metadata)
+        return cls(id=hit.node.node_id, text=hit.node.get_content(), source=meta.pop("source", ""),
+                   title=meta.pop("title", ""), start=int(meta.pop("start", 0)), end=int(meta.pop("end", 0)),
+                   score=float(hit.score or 0.0), dense_score=meta.pop("dense_score", None),
+                   keyword_score=meta.pop("keyword_score", None), also_in=list(meta.pop("also_in", [])),
+                   metadata=meta)
+
+
+class HybridRetriever(BaseRetriever):
+    """Reciprocal rank fusion of a dense and a keyword ranking, written here rather than with
+    LlamaIndex's QueryFusionRetriever because that one resolves a default LLM when constructed
+    (failing offline without OpenAI settings) and has no notion of duplicate documents."""
+
+    def __init__(self, store: Any, keyword_index: Any, embedder: Any, duplicates: dict[str, list[str]],
+                 k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER) -> None:
+        super().__init__()
+        self._store = store
+        self._keyword = keyword_index
+        self._embedder = embedder
+        self._duplicates = duplicates  # source -> sources of its near-duplicate documents
+        self.k = k
+        self._candidates = max(candidates, k)
+
+    @property
+    def embedder(self) -> Any:
+        return self._embedder
+
+    def search(self, query: str, k: int | None = None) -> list[Passage]:
+        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k)]
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._fuse(query_bundle.query_str, self.k)
+
+    def _fuse(self, query: str, k: int) -> list[NodeWithScore]:
+        candidates = max(self._candidates, 2 * k)
+        dense = self._store.query(self._embedder.get_query_embedding(query), candidates)
+        keyword = self._keyword.search(query, candidates) if self._keyword else []
+        fused: dict[str, float] = {}
+        for ranking in (dense, keyword):
+            for rank, (chunk_id, _) in enumerate(ranking, start=1):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        order = sorted(fused, key=lambda i: (-fused[i], i))
+        records = self._store.get(order)
+        dense_scores, keyword_scores = dict(dense), dict(keyword)
+        kept: list[NodeWithScore] = []
+        for chunk_id in order:
+            if chunk_id not in records:
+                continue  # deleted between the two look-ups
+            text, meta = records[chunk_id]
+            if self._collapse_into(kept, text, meta["source"]):
+                continue
+            node = TextNode(id_=chunk_id, text=text, metadata={
+                **meta, "also_in": [], "dense_score": _round(dense_scores.get(chunk_id)),
+                "keyword_score": _round(keyword_scores.get(chunk_id))})
+            node.start_char_idx, node.end_char_idx = meta["start"], meta["end"]
+            kept.append(NodeWithScore(node=node, score=round(fused[chunk_id], 6)))
+            if len(kept) == k:
+                break
+        return kept
+
+    def _collapse_into(self, kept: list[NodeWithScore], text: str, source: str) -> bool:
+        """Fold a passage into a better-ranked one from a near-duplicate document saying the same."""
+        peers = self._duplicates.get(source)
+        if not peers:
+            return False
+        mine = shingles(text)
+        for hit in kept:
+            meta = hit.node.metadata
+            if meta["source"] in peers and containment(mine, shingles(hit.node.get_content())) >= COLLAPSE_CONTAINMENT:
+                if source not in meta["also_in"]:
+                    meta["also_in"].append(source)
+                return True
+        return False
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)

@@ -1,0 +1,104 @@
+"""Small text utilities shared by cleaning, duplicate detection and answering."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[\w][\w'’-]*", re.UNICODE)
+# A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space and
+# a capital, a digit or an opening quote. Written by hand because punkt (the tokenizer
+# LlamaIndex ships) splits "U.S. reporters" and "Wed. that" in news text.
+_SENTENCE_END = re.compile(r"""[.!?]["”’')\]]*(?=\s+["“‘'(\[]?[A-Z0-9\u0400-\u04FF])""")
+_ABBREVIATION = re.compile(r"(?:\b(?:[A-Z]\.)+[A-Z]?|\b(?:Mr|Mrs|Ms|Dr|St|Sen|Rep|Gen|Gov|Jr|Sr|Prof|No|vs|etc|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Inc|Ltd|Co|Corp))$")
+
+_ATTRIBUTION = re.compile(r"\s+(?:[A-Z][\w.'’-]*\s+){1,3}(?:said|says|told|added|asked|wrote|noted|stressed)\b")
+
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have he her his how i if in into
+    is it its me more most my no not of on or our she should so than that the their them then there these they this
+    those to too us was we were what when where which while who whom why will with would you your about after also
+    any before did does during just other over said says say some such up very""".split()
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    text: str
+
+
+def normalise(text: str) -> str:
+    """NFKC, lower case, curly quotes and dashes unified, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "ʼ": "'"}))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(normalise(text))
+
+
+def content_terms(text: str) -> set[str]:
+    """Lower-cased words minus stop words, crudely stemmed so 'sanctioned' meets 'sanctions'."""
+    return {stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1}
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer  # PyStemmer (Snowball), already a dependency of bm25s
+
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """Snowball stem, so 'cancelled', 'canceled' and 'cancellation' meet as 'cancel'."""
+    return _stemmer().stemWord(word.replace("’", "'").removesuffix("'s"))
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    tokens = words(text)
+    return {" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))} if tokens else set()
+
+
+def containment(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def sentence_spans(text: str, offset: int = 0) -> list[Span]:
+    """Sentences of `text` with offsets (plus `offset`) such that text[start:end] == sentence."""
+    spans: list[Span] = []
+    for line in re.finditer(r"[^\n]+", text):
+        start = line.start()
+        for end_match in _SENTENCE_END.finditer(line.group()):
+            end = line.start() + end_match.end()
+            stop = line.start() + end_match.start()
+            if text[stop] == "." and _ABBREVIATION.search(text[start:stop]):
+                continue
+            if end_match.group()[-1] in "\"”'’" and _ATTRIBUTION.match(text, end):
+                continue
+            spans.extend(_span(text, start, end, offset))
+            start = end
+        spans.extend(_span(text, start, line.end(), offset))
+    return spans
+
+
+def _span(text: str, start: int, end: int, offset: int) -> list[Span]:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return []
+    lead = len(piece) - len(piece.lstrip())
+    s = start + lead
+    return [Span(s + offset, s + len(stripped) + offset, stripped)]
+
+
+def is_heading(line: str) -> bool:
+    """A short line that does not end like a sentence: a title or section heading."""
+    line = line.strip().lstrip("#").strip()
+    return 0 < len(line.split()) <= 20 and not re.search(r"[.!?:;\"”]$", line)

@@ -1,0 +1,123 @@
+"""Opening the chunk collection and holding it to the model/dimension contract.
+
+The collection's metadata records the embedding model, its dimension and the chunker.
+Chroma's default embedding function is never used (it downloads a model): we always pass vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from rag.config import Settings
+from rag.errors import StoreMismatch, StoreUnavailable
+
+
+@dataclass
+class ChunkStore:
+    collection: Any  # chromadb Collection
+    client: Any
+
+    @property
+    def contract(self) -> dict[str, Any]:
+        return dict(self.collection.metadata or {})
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def ids_for_path(self, path: str) -> set[str]:
+        """Ids of the chunks of one document, keyed by its absolute path."""
+        return set(self.collection.get(where={"path": path}, include=[])["ids"])
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        return set(self.collection.get(ids=list(ids), include=[])["ids"]) if ids else set()
+
+    def all_ids(self) -> list[str]:
+        return sorted(self.collection.get(include=[])["ids"])
+
+    def upsert(self, ids: Sequence[str], embeddings: Sequence[Sequence[float]], texts: Sequence[str],
+               metadatas: Sequence[dict]) -> None:
+        self.collection.upsert(ids=list(ids), embeddings=[list(e) for e in embeddings],
+                               documents=list(texts), metadatas=list(metadatas))
+
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
+        if ids:
+            self.collection.update(ids=list(ids), metadatas=list(metadatas))
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            self.collection.delete(ids=ids)
+
+    def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+
+    def all_chunks(self) -> tuple[list[str], list[str], list[dict]]:
+        got = self.collection.get(include=["documents", "metadatas"])
+        order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
+        return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
+                [got["metadatas"][i] for i in order])
+
+    def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:
+        n = min(n, self.count())
+        if n <= 0:
+            return []
+        got = self.collection.query(query_embeddings=[list(embedding)], n_results=n, where=where,
+                                    include=["distances"])
+        # cosine distance -> similarity
+        return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0])]
+
+
+def _client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_host:
+        try:
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+        except Exception as exc:  # chromadb raises bare ValueError/ConnectionError here
+            raise StoreUnavailable(
+                f"search unavailable: cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc})"
+            ) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+
+
+def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True,
+               reset: bool = False) -> ChunkStore:
+    """The chunk collection, refusing one built with another embedding model."""
+    client = _client(settings)
+    contract = {"embed_model": model, "embed_dim": dimension or 0, "chunker": settings.chunker_id,
+                "hnsw:space": "cosine"}
+    try:
+        if reset:
+            _drop(client, settings.collection)
+        if create:
+            collection = client.get_or_create_collection(settings.collection, metadata=contract,
+                                                         embedding_function=None)
+        else:
+            collection = client.get_collection(settings.collection, embedding_function=None)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if not create and "does not exist" in str(exc).lower():
+            raise StoreUnavailable("the index is empty: run `rag ingest` first") from None
+        raise StoreUnavailable(f"search unavailable: cannot open the Chroma collection ({exc})") from None
+    recorded = (collection.metadata or {}).get("embed_model")
+    if recorded and recorded != model:
+        raise StoreMismatch(
+            f"the index was built with embedding model {recorded!r} but the current setting is {model!r}; "
+            f"rebuild it with `rag ingest --rebuild` (or set RAG_EMBED_MODEL={recorded})"
+        )
+    return ChunkStore(collection=collection, client=client)
+
+
+def _drop(client: Any, name: str) -> None:
+    try:
+        client.delete_collection(name)
+    except Exception:  # absent already: nothing to drop
+        pass
