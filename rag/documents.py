@@ -99,7 +99,7 @@ def html_to_text(html: str) -> str:
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg", "iframe"]):
         tag.decompose()
     for heading in soup(["h1", "h2", "h3", "h4", "h5", "h6"]):
-        heading.insert_before("\n\n" + "#" * int(heading.name[1]) + " ")
+        heading.replace_with(f"\n\n{'#' * int(heading.name[1])} {heading.get_text(' ', strip=True)}\n\n")
     body = soup.body or soup
     return body.get_text("\n")
 

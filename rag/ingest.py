@@ -222,8 +222,19 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
             "signature": minhash_signature(doc.text), "duplicates": [],
             "dropped_lines": len(doc.dropped_lines),
         }
+        _save_text(settings.data_dir, doc)
         plan.append((doc, {"new": fresh}))
     return plan
+
+
+def _save_text(data_dir: Path, doc: Document) -> None:
+    """Keep the cleaned text that citation offsets point into (named by its hash, written once)."""
+    path = data_dir / "texts" / f"{doc.content_hash}.txt"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(doc.text, encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set[str], report: IngestReport) -> None:

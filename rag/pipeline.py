@@ -54,6 +54,13 @@ class Pipeline:
                  "author": d.get("author"), "duplicates": d.get("duplicates", [])}
                 for d in sorted(docs, key=lambda d: d["source"])]
 
+    def document_text(self, source: str) -> str:
+        """The cleaned text of an indexed document: what every citation's start/end index into."""
+        for doc in read_manifest(self.settings.data_dir)["documents"].values():
+            if doc["source"] == source:
+                return (self.settings.data_dir / "texts" / f"{doc['content_hash']}.txt").read_text(encoding="utf-8")
+        raise InputRejected(f"{source!r} is not an indexed document")
+
     def is_empty(self) -> bool:
         return not read_manifest(self.settings.data_dir)["documents"]
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: temp data dirs, the seed corpus indexed once per session, a loopback LLM stub."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download at test time
+os.environ.pop("OPENAI_API_KEY", None)
+os.environ.pop("CHROMA_HOST", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from rag import Settings
+
+    return Settings(data_dir=tmp_path / "data", corpus_dir=tmp_path / "corpus")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A writable copy of two seed articles (one of each near-duplicate pair's side kept out)."""
+    target = tmp_path / "corpus"
+    target.mkdir()
+    for name in ("002_f2e8e39dc4325990.txt", "004_936fb12f57722203.txt"):
+        shutil.copy(SEEDS / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory):
+    """A Pipeline over all five seeds, ingested once for the whole session."""
+    from rag import Pipeline, Settings
+
+    data = tmp_path_factory.mktemp("seeded")
+    pipeline = Pipeline(Settings(data_dir=data, corpus_dir=SEEDS))
+    pipeline.ingest()
+    return pipeline
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llm_server():
+    """The deterministic OpenAI-compatible stub (tests/openai_stub.py) in its own process on loopback."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(TESTS / "openai_stub.py"), str(port)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    base = f"http://127.0.0.1:{port}/v1"
+
+    def attempts(model: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+            return json.load(r).get(model, 0)
+
+    yield type("Stub", (), {"base_url": base, "attempts": staticmethod(attempts)})
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def llm_pipeline(seeded, llm_server):
+    """The seeded index answered by the stub LLM; pass the behaviour as the model name."""
+    from rag import Pipeline
+
+    def make(model: str, **overrides):
+        s = seeded.settings.replace(openai_api_key="sk-test-not-real", openai_base_url=llm_server.base_url,
+                                    openai_model=model, **overrides)
+        return Pipeline(s)
+
+    return make
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,90 @@
+"""A deterministic OpenAI-compatible chat server for tests (a FAKE of a paid API's behaviour).
+
+Run as its own process: `python tests/openai_stub.py PORT`. The requested model name picks the
+behaviour, so one server serves every test:
+  cite-ok        a cited two-sentence answer
+  bad-markers    out-of-range, malformed and missing markers
+  abstain        "The articles don't say."
+  hang           sleeps past any sane client timeout
+  429-then-ok    429 with Retry-After: 0 on the first attempt, then cite-ok
+  always-500     HTTP 500 every time
+  401            invalid API key
+  bad-json       a 200 whose body is not JSON
+Every request is counted per model; GET /stats returns the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPLIES = {
+    "cite-ok": "The summit was cancelled after Rubio spoke with Lavrov [1]. Russia's position had not changed [2].",
+    "bad-markers": "Rubio spoke with Lavrov [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
+    "abstain": "The articles don't say.",
+}
+attempts: Counter[str] = Counter()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._send(200, json.dumps(dict(attempts)).encode())
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        model = body.get("model", "")
+        attempts[model] += 1
+        if model == "hang":
+            time.sleep(30)
+            return self._send(200, b"{}")
+        if model == "401":
+            return self._send(401, json.dumps({"error": {"message": "Incorrect API key", "type": "invalid_request_error",
+                                                         "code": "invalid_api_key"}}).encode())
+        if model == "always-500":
+            return self._send(500, b'{"error": {"message": "boom"}}')
+        if model == "429-then-ok" and attempts[model] == 1:
+            return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "0"})
+        if model == "bad-json":
+            return self._send(200, b"this is not json")
+        text = REPLIES.get(model, REPLIES["cite-ok"])
+        if body.get("stream"):
+            return self._stream(model, text)
+        self._send(200, json.dumps(_completion(model, text)).encode())
+
+    def _stream(self, model: str, text: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(0, len(text), 12):
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": {"content": text[i:i + 12]}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _completion(model: str, text: str) -> dict:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()

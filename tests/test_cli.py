@@ -1,0 +1,79 @@
+"""The `rag` command: JSON contracts and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ask_json_contract(seeded, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(seeded.settings.data_dir), "ask", "--json",
+                       "Why was the Budapest summit cancelled?")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"question", "answer", "abstained", "mode", "citations", "passages", "timings_ms"}
+    for c in data["citations"]:
+        assert set(c) >= {"id", "source", "title", "quote", "start", "end", "also_in"}
+        assert seeded.document_text(c["source"])[c["start"]:c["end"]] == c["quote"]
+
+
+def test_ask_prints_answer_and_sources(seeded, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(seeded.settings.data_dir), "ask", "What did Rubio call Putin?")
+    assert code == 0 and "[1]" in out and "gangster" in out and "also in" in out
+
+
+def test_sources_lists_documents_and_duplicates(seeded, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(seeded.settings.data_dir), "sources", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 5
+    assert {"source", "title", "chunks", "duplicates"} <= set(rows[0])
+
+
+def test_ingest_json_report(settings, corpus, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(settings.data_dir), "ingest", "--json", str(corpus))
+    report = json.loads(out)
+    assert code == 0
+    assert set(report) >= {"documents", "chunks", "added", "updated", "removed", "unchanged", "skipped",
+                           "embedded_chunks"}
+    assert report["added"] == 2
+
+
+@pytest.mark.parametrize("args, error", [
+    (["ask", ""], "the question is empty"),
+    (["ask", "   "], "the question is empty"),
+    (["ask", "--k", "0", "sanctions"], "k must be between 1 and 50"),
+    (["ask", "--k", "1000000", "sanctions"], "k must be between 1 and 50"),
+    (["retrieve", "--k", "-3", "sanctions"], "k must be between 1 and 50"),
+])
+def test_bad_input_gets_a_clear_error(seeded, capsys, args, error):
+    code, out, err = run(capsys, "--data-dir", str(seeded.settings.data_dir), *args)
+    assert code == 2 and f"error: {error}" in err and "Traceback" not in err
+
+
+def test_asking_an_empty_index_says_what_to_do(tmp_path, capsys):
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "ask", "anything")
+    assert code == 2 and "run `rag ingest` first" in err
+
+
+def test_bad_setting_from_the_environment(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "lots")
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "sources")
+    assert code == 2 and "RAG_CHUNK_SIZE='lots' is not a valid int" in err
+
+
+def test_console_script_help_is_instant_and_light():
+    # `rag --help` and `rag sources` must not import the heavy stack.
+    probe = ("import sys, rag.cli; rag.cli._parser(); "
+             "print(any(m in sys.modules for m in ('torch', 'chromadb', 'llama_index.core', 'sentence_transformers')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ)
+    assert out.stdout.strip() == "False"

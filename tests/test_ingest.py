@@ -1,0 +1,133 @@
+"""Ingestion on real Chroma in temp dirs with the real embedding model."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SEEDS
+from rag import Pipeline, StoreBusy, StoreMismatch
+from rag.documents import load_documents
+from rag.ingest import chunk_document
+
+
+def test_chunks_point_at_exact_spans_of_the_cleaned_text(settings):
+    from llama_index.core.utils import get_tokenizer
+
+    docs, _ = load_documents(sorted(SEEDS.glob("*.txt")), 10_000_000)
+    tokens = get_tokenizer()
+    for doc in docs:
+        chunks = chunk_document(doc, settings)
+        assert len(chunks) > 1
+        for chunk in chunks:
+            assert doc.text[chunk.start:chunk.end] == chunk.text
+            assert len(tokens(chunk.text)) <= settings.chunk_size
+        assert chunks[0].start == 0 and chunks[-1].end == len(doc.text.rstrip())
+        assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_chunk_size_is_configurable(settings):
+    docs, _ = load_documents([SEEDS / "004_936fb12f57722203.txt"], 10_000_000)
+    small = chunk_document(docs[0], settings.replace(chunk_size=64, chunk_overlap=8))
+    large = chunk_document(docs[0], settings.replace(chunk_size=400, chunk_overlap=8))
+    assert len(small) > 2 * len(large)
+
+
+def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings, corpus):
+    pipeline = Pipeline(settings)
+    first = pipeline.ingest([corpus])
+    assert (first.added, first.documents, first.skipped) == (2, 2, [])
+    assert first.embedded_chunks == first.chunks > 0
+
+    again = pipeline.ingest([corpus])
+    assert (again.embedded_chunks, again.unchanged, again.added, again.updated) == (0, 2, 0, 0)
+    assert again.chunks == first.chunks
+
+    article = corpus / "004_936fb12f57722203.txt"
+    article.write_text(article.read_text() + "\n\nA late paragraph says the envoys met in Vienna on Friday.\n")
+    edited = pipeline.ingest([corpus])
+    assert (edited.updated, edited.unchanged) == (1, 1)
+    assert 1 <= edited.embedded_chunks <= 2  # only the tail chunk(s) changed
+    hits = pipeline.retrieve("Where did the envoys meet on Friday?", k=3)
+    assert "Vienna" in hits[0].text
+
+    article.unlink()
+    removed = pipeline.ingest([corpus])
+    assert (removed.removed, removed.documents) == (1, 1)
+    assert all(p.source.endswith("002_f2e8e39dc4325990.txt") for p in pipeline.retrieve("Budapest summit", k=5))
+
+
+def test_near_duplicates_are_detected(seeded):
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in seeded.sources()}
+    assert [d.rsplit("/", 1)[-1] for d in rows["000_c7ab87e678e88968.txt"]["duplicates"]] == ["001_9a746d18b83cd2b7.txt"]
+    assert [d.rsplit("/", 1)[-1] for d in rows["001_9a746d18b83cd2b7.txt"]["duplicates"]] == ["000_c7ab87e678e88968.txt"]
+    assert all(not rows[n]["duplicates"] for n in ("002_f2e8e39dc4325990.txt", "003_0ea4331d0d193fdf.txt",
+                                                    "004_936fb12f57722203.txt"))
+
+
+def test_bad_files_are_skipped_and_nothing_indexed_is_lost(settings, corpus):
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    before = pipeline.retrieve("500% tariff on Russian oil buyers", k=1)[0]
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "image.txt").write_bytes(b"\x89PNG\x00\x00" * 100)
+    (corpus / "slides.pdf").write_bytes(b"%PDF")
+    (corpus / "huge.md").write_text("x " * 200_000)
+    article = corpus / "002_f2e8e39dc4325990.txt"
+    article.write_bytes(b"\x00\x00binary now")  # an indexed file turns bad
+    report = Pipeline(settings.replace(max_file_bytes=100_000)).ingest([corpus])
+    reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in report.skipped}
+    assert reasons["empty.txt"] == "file is empty"
+    assert "binary" in reasons["image.txt"] and "binary" in reasons["002_f2e8e39dc4325990.txt"]
+    assert "unsupported file type '.pdf'" in reasons["slides.pdf"]
+    assert "limit" in reasons["huge.md"]
+    assert report.documents == 2 and report.removed == 0
+    assert pipeline.retrieve("500% tariff on Russian oil buyers", k=1)[0].id == before.id
+
+
+def test_another_embedding_model_is_refused_with_both_names(settings, corpus):
+    Pipeline(settings).ingest([corpus])
+    from vectorstore import open_store
+
+    with pytest.raises(StoreMismatch) as excinfo:
+        open_store(settings, "openai:text-embedding-3-small", 1536)
+    message = str(excinfo.value)
+    assert "local:all-MiniLM-L6-v2" in message and "openai:text-embedding-3-small" in message
+    assert "rag ingest --rebuild" in message
+
+
+def test_collection_records_model_dimension_and_chunker(settings, corpus):
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    contract = pipeline.retriever._store.contract
+    assert contract["embed_model"] == "local:all-MiniLM-L6-v2"
+    assert contract["embed_dim"] == 384
+    assert contract["chunker"] == settings.chunker_id
+
+
+def test_a_second_concurrent_ingest_fails_fast(settings, corpus):
+    settings.data_dir.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+         f"l = FileLock({str(settings.data_dir / 'ingest.lock')!r}); l.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with pytest.raises(StoreBusy, match="another ingest is running"):
+            Pipeline(settings).ingest([corpus])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Pipeline(settings).ingest([corpus]).documents == 2  # the lock died with its holder
+
+
+def test_rebuild_starts_over(settings, corpus):
+    pipeline = Pipeline(settings)
+    first = pipeline.ingest([corpus])
+    rebuilt = pipeline.ingest([corpus], rebuild=True)
+    assert rebuilt.embedded_chunks == first.chunks == rebuilt.chunks
+
+
+def test_missing_path_is_reported(settings, tmp_path):
+    report = Pipeline(settings).ingest([tmp_path / "nope"])
+    assert report.skipped == [{"path": str(tmp_path / "nope"), "reason": "not found"}]

@@ -1,0 +1,102 @@
+"""LLM mode through the real `openai` client over real HTTP to the loopback stub (tests/openai_stub.py)."""
+
+import time
+
+import pytest
+
+from rag.answer.citations import extract_markers
+from test_answer import assert_citations_valid
+
+
+def test_cited_reply_becomes_validated_citations(llm_pipeline):
+    pipeline = llm_pipeline("cite-ok")
+    answer = pipeline.ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert answer.mode == "llm" and not answer.abstained and answer.notice is None
+    assert answer.answer.startswith("The summit was cancelled after Rubio spoke with Lavrov")
+    assert_citations_valid(pipeline, answer)
+    assert answer.warnings == []
+
+
+def test_auto_mode_uses_the_llm_when_a_key_is_set(llm_pipeline):
+    assert llm_pipeline("cite-ok").ask("Why was the Budapest summit cancelled?").mode == "llm"
+
+
+def test_bad_markers_are_removed_and_reported(llm_pipeline):
+    pipeline = llm_pipeline("bad-markers")
+    answer = pipeline.ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert "[12]" not in answer.answer and "[x1]" not in answer.answer
+    assert any("[12]" in w and "only 8 passages" in w for w in answer.warnings)
+    assert any("malformed" in w and "[x1]" in w for w in answer.warnings)
+    assert any("without a citation" in w for w in answer.warnings)
+    assert [c.id for c in answer.citations] == [1]
+    assert_citations_valid_markers_only(answer)
+
+
+def assert_citations_valid_markers_only(answer):
+    import re
+
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)} == {c.id for c in answer.citations}
+
+
+def test_abstention_from_the_model(llm_pipeline):
+    answer = llm_pipeline("abstain").ask("Who won the Super Bowl?", mode="llm")
+    assert answer.abstained and answer.citations == [] and answer.mode == "llm"
+
+
+def test_hang_times_out_and_falls_back_to_extractive(llm_pipeline, llm_server):
+    pipeline = llm_pipeline("hang", llm_timeout=1.0, llm_max_retries=0)
+    started = time.monotonic()
+    answer = pipeline.ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert time.monotonic() - started < 8
+    assert answer.mode == "extractive" and answer.citations
+    assert "did not answer within 1 s" in answer.notice and "extractive" in answer.notice
+    assert llm_server.attempts("hang") == 1
+
+
+def test_429_then_success_is_retried(llm_pipeline, llm_server):
+    answer = llm_pipeline("429-then-ok", llm_max_retries=2).ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert answer.mode == "llm" and answer.notice is None
+    assert llm_server.attempts("429-then-ok") == 2
+
+
+def test_401_is_not_retried_and_says_so(llm_pipeline, llm_server):
+    answer = llm_pipeline("401", llm_max_retries=3).ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert llm_server.attempts("401") == 1
+    assert answer.mode == "extractive" and "rejected the API key" in answer.notice
+    assert "sk-test-not-real" not in answer.notice
+
+
+@pytest.mark.parametrize("model, message", [("always-500", "HTTP 500"), ("bad-json", "could not read")])
+def test_server_errors_fall_back_with_a_notice(llm_pipeline, llm_server, model, message):
+    answer = llm_pipeline(model, llm_max_retries=1).ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert answer.mode == "extractive" and message in answer.notice
+    assert llm_server.attempts(model) == (2 if model == "always-500" else 1)
+
+
+def test_streaming_yields_tokens_then_the_validated_answer(llm_pipeline):
+    tokens = []
+    answer = llm_pipeline("cite-ok").ask("Why was the Budapest summit cancelled?", mode="llm", on_token=tokens.append)
+    assert len(tokens) > 3 and "".join(tokens).startswith("The summit was cancelled")
+    assert answer.citations
+
+
+def test_prompt_is_data_and_passages_are_delimited(seeded):
+    from rag.answer.llm import build_messages
+
+    passages = seeded.retrieve("Budapest", k=2)
+    system, user = build_messages("Why?", passages)
+    assert "untrusted" in system["content"] and "[1]" in system["content"]
+    assert '<passage id="1"' in user["content"] and '<passage id="2"' in user["content"]
+    assert user["content"].rstrip().endswith("Question: Why?")
+
+
+@pytest.mark.parametrize("reply, cited, warnings", [
+    ("A [1]. B [2][3].", [[1], [2, 3]], 0),
+    ("A [1, 2]. B [9].", [[1, 2], []], 2),  # out of range, then uncited
+    ("A [source 2]. B [sic] holds [1].", [[2], [1]], 0),
+    ("A [^1]. B [a1].", [[1], []], 2),
+])
+def test_marker_validation(reply, cited, warnings):
+    sentences, numbers, problems = extract_markers(reply, passage_count=3)
+    assert numbers == cited and len(problems) == warnings
+    assert all("[" not in s or "[sic]" in s for s in sentences)

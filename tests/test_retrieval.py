@@ -1,0 +1,69 @@
+"""Hybrid retrieval over the five seeds."""
+
+import pytest
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore
+
+from rag.keyword import KeywordIndex
+
+# (question, the seed that must be among the top 3 passages' sources)
+QUESTIONS = [
+    ("Why was the Budapest summit cancelled?", "003"),
+    ("Which Russian oil companies were blacklisted?", "000"),
+    ("What did Rubio call Putin?", "000"),
+    ("What did Liana Fix say about the Alaska meeting?", "000"),
+    ("What tariff does the Senate sanctions bill propose?", "002"),
+    ("When were the first direct talks between Ukraine and Russia in Istanbul?", "002"),
+    ("What did Rubio say at the NATO summit about crushing Russia with sanctions?", "002"),
+    ("How long was Trump's phone call with Putin?", "003"),
+    ("What did Trump say about Vladimir during his meeting with Mark Rutte?", "003"),
+    ("Did Trump decide to give Tomahawk missiles to Ukraine?", "004"),
+    ("What did Lavrov say at his press conference in Moscow?", "004"),
+    ("What did the Kremlin say about postponing the summit?", "004"),
+]
+
+
+@pytest.mark.parametrize("question, seed", QUESTIONS)
+def test_finds_the_right_article(seeded, question, seed):
+    passages = seeded.retrieve(question, k=3)
+    sources = {p.source.rsplit("/", 1)[-1][:3] for p in passages} | {
+        s.rsplit("/", 1)[-1][:3] for p in passages for s in p.also_in}
+    assert seed in sources, [p.source for p in passages]
+
+
+def test_is_a_llamaindex_retriever(seeded):
+    retriever = seeded.retriever
+    assert isinstance(retriever, BaseRetriever)
+    hits = retriever.retrieve("Rosneft and Lukoil sanctions")
+    assert hits and all(isinstance(h, NodeWithScore) for h in hits)
+    assert len(hits) == retriever.k
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    node = hits[0].node
+    assert node.metadata["source"].endswith(".txt")
+    assert (node.start_char_idx, node.end_char_idx) == (node.metadata["start"], node.metadata["end"])
+
+
+def test_duplicate_passages_collapse_into_one_with_also_in(seeded):
+    passages = seeded.retrieve("Liana Fix senior researcher Council on Foreign Relations Alaska", k=5)
+    fix = [p for p in passages if "Liana Fix" in p.text]
+    assert len(fix) == 1, [p.source for p in fix]
+    names = {fix[0].source.rsplit("/", 1)[-1], *(s.rsplit("/", 1)[-1] for s in fix[0].also_in)}
+    assert names == {"000_c7ab87e678e88968.txt", "001_9a746d18b83cd2b7.txt"}
+
+
+def test_scores_and_offsets_are_exposed(seeded):
+    p = seeded.retrieve("Tomahawk missiles", k=2)[0]
+    assert p.score > 0 and (p.dense_score is not None or p.keyword_score is not None)
+    assert seeded.document_text(p.source)[p.start:p.end] == p.text
+
+
+def test_keyword_index_is_persisted_not_rebuilt_per_query(seeded, monkeypatch):
+    assert (seeded.settings.data_dir / "keyword" / "ids.json").exists()
+    monkeypatch.setattr(KeywordIndex, "build", lambda *a, **k: pytest.fail("rebuilt at query time"))
+    assert seeded.retrieve("Lukoil", k=1)[0].keyword_score > 0
+
+
+def test_k_is_configurable(seeded):
+    assert len(seeded.retrieve("sanctions", k=2)) == 2
+    assert len(seeded.retrieve("sanctions", k=7)) == 7
