@@ -21,7 +21,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/rag ingest --if-empty
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -42,6 +42,8 @@ st.title("Ask the news")
 st.caption("Answers come only from the indexed articles; every sentence cites its passage.")
 try:
     ensure_index(pipeline)
+    with st.spinner("Loading the search index and model…"):
+        pipeline.retriever  # opened once per process (cached with the pipeline), not on the first question
 except RagError as exc:
     st.error(str(exc))
     st.stop()
@@ -51,7 +53,11 @@ for message in history:
     with st.chat_message(message["role"]):
         show_answer(message) if message["role"] == "assistant" else st.text(message["content"])
 
-if question := st.chat_input("Ask about the articles, e.g. Why was the Budapest summit cancelled?"):
+typed = st.chat_input("Ask about the articles, e.g. Why was the Budapest summit cancelled?")
+# A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
+linked = st.query_params.get("q") if not history and not st.session_state.get("asked_link") else None
+st.session_state["asked_link"] = True
+if question := typed or linked:
     with st.chat_message("user"):
         st.text(question)
     asked = [m["content"] for m in history if m["role"] == "user"]
