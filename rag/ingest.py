@@ -163,20 +163,13 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     docs, unreadable = load_documents(files, settings.max_file_bytes)
     report.skipped += unreadable
     if rebuild:
-        for stale in ("manifest.json", "keyword"):
-            target = settings.data_dir / stale
-            if target.is_dir():
-                import shutil
-
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        _forget_derived_state(settings.data_dir)
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), reset=rebuild)
     manifest = Manifest(settings.data_dir / "manifest.json")
 
     plan = _plan(docs, manifest, store, settings, report)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report)
-    to_embed = [(doc, chunk) for doc, chunks in plan for chunk in chunks["new"]]
+    to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
     if to_embed:
         _embed_and_store(to_embed, store, get_embedder(settings), progress)
     report.embedded_chunks = len(to_embed)
@@ -196,8 +189,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
 
 
 def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
-          report: IngestReport) -> list[tuple[Document, dict[str, list[Chunk]]]]:
-    """Per document: which chunks are new (to embed), which stay (metadata refresh), which go."""
+          report: IngestReport) -> list[tuple[Document, list[Chunk]]]:
+    """Per document: delete chunks that went, refresh the metadata of those that stay, return the new ones."""
     plan = []
     for doc in docs:
         key = str(Path(doc.source).resolve())
@@ -223,8 +216,16 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
             "dropped_lines": len(doc.dropped_lines),
         }
         _save_text(settings.data_dir, doc)
-        plan.append((doc, {"new": fresh}))
+        plan.append((doc, fresh))
     return plan
+
+
+def _forget_derived_state(data_dir: Path) -> None:
+    import shutil
+
+    for name in ("keyword", "texts"):
+        shutil.rmtree(data_dir / name, ignore_errors=True)
+    (data_dir / "manifest.json").unlink(missing_ok=True)
 
 
 def _save_text(data_dir: Path, doc: Document) -> None:

@@ -100,3 +100,9 @@ def test_marker_validation(reply, cited, warnings):
     sentences, numbers, problems = extract_markers(reply, passage_count=3)
     assert numbers == cited and len(problems) == warnings
     assert all("[" not in s or "[sic]" in s for s in sentences)
+
+
+def test_llm_mode_without_any_endpoint_explains_and_falls_back(seeded):
+    answer = seeded.ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert answer.mode == "extractive" and answer.citations
+    assert "LLM mode needs OPENAI_API_KEY" in answer.notice

@@ -6,11 +6,38 @@ Chroma's default embedding function is never used (it downloads a model): we alw
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from rag.config import Settings
 from rag.errors import StoreMismatch, StoreUnavailable
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_failure(exc: Exception) -> bool:
+    """Chroma failing (its own errors, a dropped connection), as opposed to a bug of ours."""
+    import chromadb.errors
+    import httpx
+
+    if isinstance(exc, (chromadb.errors.ChromaError, httpx.HTTPError, ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, ValueError) and "connect" in str(exc).lower()
+
+
+def _guarded(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: "ChunkStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not _store_failure(exc):
+                raise
+            raise StoreUnavailable(f"search unavailable: the Chroma store failed ({type(exc).__name__}: {exc})") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -22,45 +49,55 @@ class ChunkStore:
     def contract(self) -> dict[str, Any]:
         return dict(self.collection.metadata or {})
 
+    @_guarded
     def count(self) -> int:
         return self.collection.count()
 
+    @_guarded
     def ids_for_path(self, path: str) -> set[str]:
         """Ids of the chunks of one document, keyed by its absolute path."""
         return set(self.collection.get(where={"path": path}, include=[])["ids"])
 
+    @_guarded
     def existing(self, ids: Sequence[str]) -> set[str]:
         return set(self.collection.get(ids=list(ids), include=[])["ids"]) if ids else set()
 
+    @_guarded
     def all_ids(self) -> list[str]:
         return sorted(self.collection.get(include=[])["ids"])
 
+    @_guarded
     def upsert(self, ids: Sequence[str], embeddings: Sequence[Sequence[float]], texts: Sequence[str],
                metadatas: Sequence[dict]) -> None:
         self.collection.upsert(ids=list(ids), embeddings=[list(e) for e in embeddings],
                                documents=list(texts), metadatas=list(metadatas))
 
+    @_guarded
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         if ids:
             self.collection.update(ids=list(ids), metadatas=list(metadatas))
 
+    @_guarded
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
             self.collection.delete(ids=ids)
 
+    @_guarded
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
         if not ids:
             return {}
         got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
         return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
+    @_guarded
     def all_chunks(self) -> tuple[list[str], list[str], list[dict]]:
         got = self.collection.get(include=["documents", "metadatas"])
         order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
         return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
                 [got["metadatas"][i] for i in order])
 
+    @_guarded
     def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:
         n = min(n, self.count())
         if n <= 0:

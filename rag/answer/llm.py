@@ -40,6 +40,8 @@ def complete(messages: list[dict[str, str]], settings: Settings, on_token: Calla
     """The model's reply text; LLMUnavailable (or LLMAuthError) with a clear reason otherwise."""
     import openai
 
+    if not settings.openai_api_key and not settings.openai_base_url:
+        raise LLMUnavailable("LLM mode needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)")
     client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url,
                            timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
     where = settings.openai_base_url or "OpenAI"
