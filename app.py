@@ -43,7 +43,7 @@ st.caption("Answers come only from the indexed articles; every sentence cites it
 try:
     ensure_index(pipeline)
     with st.spinner("Loading the search index and model…"):
-        pipeline.retriever  # opened once per process (cached with the pipeline), not on the first question
+        pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
 except RagError as exc:
     st.error(str(exc))
     st.stop()

@@ -84,6 +84,10 @@ class Pipeline:
         keyword = KeywordIndex.load(self.settings.data_dir / "keyword")
         return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k)
 
+    def warm_up(self) -> None:
+        """Open the store and load the embedding model now rather than on the first question."""
+        self.retriever.embedder.get_query_embedding("warm up")
+
     def retrieve(self, query: str, k: int | None = None):
         query = clean_question(query, self.settings.max_question_chars)
         return self.retriever.search(query, _check_k(k) or self.settings.k)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 _WORD = re.compile(r"[\w][\w'’-]*", re.UNICODE)
 # A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space and

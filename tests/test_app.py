@@ -1,9 +1,8 @@
 """The minimal Streamlit chat, driven by Streamlit's own AppTest."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
+from streamlit.testing.v1 import AppTest
 
 
 @pytest.fixture

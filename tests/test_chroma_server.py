@@ -2,13 +2,13 @@
 
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
-import sys
 
 import pytest
-
 from conftest import free_port, wait_until
+
 from rag import Pipeline, StoreUnavailable
 
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))

@@ -4,8 +4,8 @@ import json
 import re
 
 import pytest
-
 from conftest import SEEDS, TESTS
+
 from rag.documents import clean_document, html_to_text, load_documents, read_text
 from rag.errors import InputRejected
 from rag.text import sentence_spans

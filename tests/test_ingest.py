@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SEEDS
+
 from rag import Pipeline, StoreBusy, StoreMismatch
 from rag.documents import load_documents
 from rag.ingest import chunk_document

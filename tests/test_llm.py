@@ -3,9 +3,9 @@
 import time
 
 import pytest
+from test_answer import assert_citations_valid
 
 from rag.answer.citations import extract_markers
-from test_answer import assert_citations_valid
 
 
 def test_cited_reply_becomes_validated_citations(llm_pipeline):
@@ -95,6 +95,7 @@ def test_prompt_is_data_and_passages_are_delimited(seeded):
     ("A [1, 2]. B [9].", [[1, 2], []], 2),  # out of range, then uncited
     ("A [source 2]. B [sic] holds [1].", [[2], [1]], 0),
     ("A [^1]. B [a1].", [[1], []], 2),
+    ("Alpha rose. [1] Beta fell. [2][3] Gamma held.", [[1], [2, 3], []], 1),  # markers after the full stop
 ])
 def test_marker_validation(reply, cited, warnings):
     sentences, numbers, problems = extract_markers(reply, passage_count=3)

@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_until
 
 pytestmark = [pytest.mark.llm,

@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 from rag.config import Settings
 from rag.errors import StoreMismatch, StoreUnavailable
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 

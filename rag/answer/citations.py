@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rag.retrieval import Passage
-from rag.text import content_terms, sentence_spans, Span
+from rag.text import Span, content_terms, sentence_spans
 
 ABSTENTION = "The articles don't say."
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,24})\]")
@@ -72,24 +72,12 @@ def extract_markers(text: str, passage_count: int) -> tuple[list[str], list[list
     warnings: list[str] = []
     sentences: list[str] = []
     cited: list[list[int]] = []
+    # "Claim. [1] Next claim." -> "Claim [1]. Next claim.": a marker after the full stop belongs to the claim before it.
+    text = re.sub(r"([.!?])((?:\s*\[[^\[\]\n]{1,24}\])+)", r"\2\1", text)
     for span in sentence_spans(text):
         numbers: list[int] = []
-
-        def replace(match: re.Match) -> str:
-            body = match.group(1)
-            if not _MARKER_BODY.match(body):
-                if re.search(r"\d", body):
-                    warnings.append(f"removed malformed citation marker [{body}]")
-                    return ""
-                return match.group(0)  # ordinary bracketed text
-            for n in map(int, re.findall(r"\d+", body)):
-                if 1 <= n <= passage_count:
-                    numbers.append(n) if n not in numbers else None
-                else:
-                    warnings.append(f"removed citation marker [{n}]: there are only {passage_count} passages")
-            return ""
-
-        plain = re.sub(r"\s+([.!?,;:])", r"\1", _BRACKET.sub(replace, span.text)).strip()
+        without = _BRACKET.sub(lambda m, found=numbers: _take_marker(m, found, passage_count, warnings), span.text)
+        plain = re.sub(r"\s+([.!?,;:])", r"\1", without).strip()
         plain = re.sub(r"\s{2,}", " ", plain)
         if not plain:
             continue
@@ -98,6 +86,22 @@ def extract_markers(text: str, passage_count: int) -> tuple[list[str], list[list
         sentences.append(plain)
         cited.append(numbers)
     return sentences, cited, warnings
+
+
+def _take_marker(match: re.Match, numbers: list[int], passage_count: int, warnings: list[str]) -> str:
+    """Record the valid passage numbers of one bracket, warn about the rest; the bracket itself goes."""
+    body = match.group(1)
+    if not _MARKER_BODY.match(body):
+        if re.search(r"\d", body):
+            warnings.append(f"removed malformed citation marker [{body}]")
+            return ""
+        return match.group(0)  # ordinary bracketed text such as [sic]
+    for n in map(int, re.findall(r"\d+", body)):
+        if not 1 <= n <= passage_count:
+            warnings.append(f"removed citation marker [{n}]: there are only {passage_count} passages")
+        elif n not in numbers:
+            numbers.append(n)
+    return ""
 
 
 def _is_abstention(sentence: str) -> bool:

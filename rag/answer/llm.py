@@ -11,7 +11,14 @@ from pathlib import Path
 from string import Template
 from typing import Callable, Sequence
 
-from rag.answer.citations import ABSTENTION, Citation, best_supporting_span, citation_for, extract_markers, is_abstention
+from rag.answer.citations import (
+    ABSTENTION,
+    Citation,
+    best_supporting_span,
+    citation_for,
+    extract_markers,
+    is_abstention,
+)
 from rag.config import Settings
 from rag.errors import LLMAuthError, LLMUnavailable
 from rag.retrieval import Passage
