@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -13,9 +14,14 @@ from rag.errors import RagError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description="Cited question answering over a news corpus.")
-    parser.add_argument("--data-dir", type=Path, help="where the index lives (env RAG_DATA_DIR, default .rag/)")
+    # --data-dir is accepted before or after the command: `rag --data-dir D ask …` and `rag ask --data-dir D …`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                        help="where the index lives (env RAG_DATA_DIR, default .rag/)")
+    parser = argparse.ArgumentParser(prog="rag", description="Cited question answering over a news corpus.",
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
 
     ingest = sub.add_parser("ingest", help="index files or directories (default: seeds/)")
     ingest.add_argument("paths", nargs="*", type=Path, help=".txt, .md or .html files, or directories of them")
@@ -45,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(data_dir=args.data_dir, chunk_size=getattr(args, "chunk_size", None),
+        settings = Settings.from_env(data_dir=getattr(args, "data_dir", None), chunk_size=getattr(args, "chunk_size", None),
                                      chunk_overlap=getattr(args, "chunk_overlap", None))
         return _COMMANDS[args.command](args, settings)
     except RagError as exc:

@@ -27,11 +27,13 @@ class Document:
     content_hash: str  # sha256 of the cleaned text
     publisher: str | None = None
     author: str | None = None
+    date: str | None = None  # as the article states it
     dropped_lines: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, str]:
         meta = {"source": self.source, "title": self.title, "content_hash": self.content_hash}
-        meta.update({k: v for k, v in (("publisher", self.publisher), ("author", self.author)) if v})
+        meta.update({k: v for k, v in (("publisher", self.publisher), ("author", self.author),
+                                       ("date", self.date)) if v})
         return meta
 
 
@@ -42,6 +44,8 @@ class _Rules:
     publisher_logo: re.Pattern
     publisher_in_footer: re.Pattern
     author_label: re.Pattern
+    date_label: re.Pattern
+    date_value: re.Pattern
     short_line_words: int
 
 
@@ -55,6 +59,8 @@ def _rules() -> _Rules:
         publisher_logo=compile_(raw["publisher_logo"]),
         publisher_in_footer=compile_(raw["publisher_in_footer"]),
         author_label=compile_(raw["author_label"]),
+        date_label=compile_(raw["date_label"]),
+        date_value=compile_(raw["date_value"]),
         short_line_words=int(raw["short_line_words"]),
     )
 
@@ -139,7 +145,7 @@ def clean_document(source: str, raw: str, repeated: frozenset[str] = frozenset()
     lines = [part for ln in raw.split("\n") for part in _split_glued_heading(ln.rstrip()).split("\n")]
     kept: list[str] = []
     dropped: list[str] = []
-    publisher = author = None
+    publisher = author = date = None
     seen_short: set[str] = set()
     in_footer = False
     i = 0
@@ -165,6 +171,12 @@ def clean_document(source: str, raw: str, repeated: frozenset[str] = frozenset()
             dropped.extend([stripped, author])
             i += 1
             continue
+        stated_date = _stated_date(rules, stripped, lines[i].strip() if i < len(lines) else "")
+        if stated_date and not date:
+            date, consumed = stated_date
+            dropped.extend([stripped] + lines[i:i + consumed - 1])
+            i += consumed - 1
+            continue
         if (
             logo
             or (in_footer and short)
@@ -185,6 +197,7 @@ def clean_document(source: str, raw: str, repeated: frozenset[str] = frozenset()
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         publisher=publisher or None,
         author=author,
+        date=date,
         dropped_lines=dropped,
     )
 
@@ -219,6 +232,17 @@ def _split_glued_heading(line: str) -> str:
         return line
     cut = len(match.group(1)) + tokens[start].start()
     return line[:cut].rstrip() + "\n\n" + line[cut:]
+
+
+def _stated_date(rules: _Rules, line: str, next_line: str) -> tuple[str, int] | None:
+    """("22 October 2025", lines used) for "Date: 22 October 2025" or "Published:" + a date line."""
+    label = rules.date_label.match(line)
+    if not label:
+        return None
+    value = label.group("value").strip()
+    if value:
+        return (value, 1) if rules.date_value.match(value) else None
+    return (next_line, 2) if rules.date_value.match(next_line) else None
 
 
 def _looks_like_name(line: str) -> bool:

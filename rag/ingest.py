@@ -202,7 +202,8 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         fresh = [c for c in chunks if c.id not in present]
         kept = [c for c in chunks if c.id in present]
         store.delete(present - set(ids))
-        unchanged = bool(previous) and not fresh and previous["content_hash"] == doc.content_hash
+        unchanged = bool(previous) and not fresh and all(
+            previous.get(field) == value for field, value in _describe(doc).items())
         if unchanged:
             report.unchanged += 1
         else:
@@ -210,14 +211,19 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
             report.added += not previous
             store.update_metadata([c.id for c in kept], [_chunk_metadata(doc, key, c) for c in kept])
         manifest.documents[key] = {
-            "source": doc.source, "title": doc.title, "content_hash": doc.content_hash,
-            "publisher": doc.publisher, "author": doc.author, "chunks": len(chunks),
+            **_describe(doc), "chunks": len(chunks),
             "signature": minhash_signature(doc.text), "duplicates": [],
             "dropped_lines": len(doc.dropped_lines),
         }
         _save_text(settings.data_dir, doc)
         plan.append((doc, fresh))
     return plan
+
+
+def _describe(doc: Document) -> dict[str, Any]:
+    """What the manifest and every chunk's metadata say about a document; a change means re-describe."""
+    return {"source": doc.source, "title": doc.title, "content_hash": doc.content_hash,
+            "publisher": doc.publisher, "author": doc.author, "date": doc.date}
 
 
 def _forget_derived_state(data_dir: Path) -> None:
@@ -252,7 +258,7 @@ def _chunk_metadata(doc: Document, key: str, chunk: Chunk) -> dict[str, Any]:
     meta: dict[str, Any] = {"source": doc.source, "path": key, "title": doc.title,
                             "content_hash": doc.content_hash, "start": chunk.start, "end": chunk.end,
                             "chunk_index": chunk.index}
-    meta.update({k: v for k, v in (("publisher", doc.publisher), ("author", doc.author)) if v})
+    meta.update({k: v for k, v in (("publisher", doc.publisher), ("author", doc.author), ("date", doc.date)) if v})
     return meta
 
 

@@ -51,7 +51,7 @@ class Pipeline:
     def sources(self) -> list[dict[str, Any]]:
         docs = read_manifest(self.settings.data_dir)["documents"].values()
         return [{"source": d["source"], "title": d["title"], "chunks": d["chunks"], "publisher": d.get("publisher"),
-                 "author": d.get("author"), "duplicates": d.get("duplicates", [])}
+                 "author": d.get("author"), "date": d.get("date"), "duplicates": d.get("duplicates", [])}
                 for d in sorted(docs, key=lambda d: d["source"])]
 
     def document_text(self, source: str) -> str:

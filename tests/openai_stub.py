@@ -10,13 +10,19 @@ behaviour, so one server serves every test:
   always-500     HTTP 500 every time
   401            invalid API key
   bad-json       a 200 whose body is not JSON
+POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
 Every request is counted per model; GET /stats returns the counts.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import math
+import re
+import struct
 import sys
+import zlib
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +46,8 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         model = body.get("model", "")
         attempts[model] += 1
+        if self.path.endswith("/embeddings"):
+            return self._embeddings(body)
         if model == "hang":
             time.sleep(30)
             return self._send(200, b"{}")
@@ -56,6 +64,18 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             return self._stream(model, text)
         self._send(200, json.dumps(_completion(model, text)).encode())
+
+    def _embeddings(self, body: dict) -> None:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, text in enumerate(texts):
+            vector = _bag_of_words(text)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        payload = {"object": "list", "data": data, "model": body.get("model"),
+                   "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        self._send(200, json.dumps(payload).encode())
 
     def _stream(self, model: str, text: str) -> None:
         self.send_response(200)
@@ -75,6 +95,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _bag_of_words(text: str, dims: int = 1536) -> list[float]:
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word.encode()) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def _completion(model: str, text: str) -> dict:

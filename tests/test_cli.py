@@ -33,7 +33,7 @@ def test_ask_prints_answer_and_sources(seeded, capsys):
 
 
 def test_sources_lists_documents_and_duplicates(seeded, capsys):
-    code, out, _ = run(capsys, "--data-dir", str(seeded.settings.data_dir), "sources", "--json")
+    code, out, _ = run(capsys, "sources", "--json", "--data-dir", str(seeded.settings.data_dir))
     rows = json.loads(out)
     assert code == 0 and len(rows) == 5
     assert {"source", "title", "chunks", "duplicates"} <= set(rows[0])

@@ -101,3 +101,19 @@ def test_non_utf8_falls_back_to_windows_1252(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("Zelensky’s café — a “deal”.".encode("cp1252"))
     assert read_text(path, 10_000) == "Zelensky’s café — a “deal”."
+
+
+@pytest.mark.parametrize("header, date", [
+    ("Date: 22 October 2025", "22 October 2025"),
+    ("Published:\nOctober 22, 2025 14:05", "October 22, 2025 14:05"),
+    ("Updated: 2025-10-22", "2025-10-22"),
+])
+def test_stated_date_is_recorded_and_dropped(header, date):
+    doc = clean_document("a.txt", f"Summit off\n{header}\n\nThe summit was cancelled on Tuesday after a call.")
+    assert doc.date == date
+    assert date not in doc.text and "The summit was cancelled" in doc.text
+
+
+def test_a_date_label_without_a_date_keeps_the_next_line():
+    doc = clean_document("a.txt", "Title here\nDate:\nThe summit was cancelled on Tuesday after a call.")
+    assert doc.date is None and "The summit was cancelled" in doc.text

@@ -131,3 +131,17 @@ def test_rebuild_starts_over(settings, corpus):
 def test_missing_path_is_reported(settings, tmp_path):
     report = Pipeline(settings).ingest([tmp_path / "nope"])
     assert report.skipped == [{"path": str(tmp_path / "nope"), "reason": "not found"}]
+
+
+def test_openai_embeddings_by_configuration(settings, corpus, llm_server):
+    # The loopback stub stands in for OpenAI's embeddings endpoint (a fake: no network here).
+    remote = settings.replace(embed_model="openai:text-embedding-3-small", openai_api_key="sk-test-not-real",
+                              openai_base_url=llm_server.base_url)
+    pipeline = Pipeline(remote)
+    report = pipeline.ingest([corpus])
+    assert report.embedded_chunks == report.chunks > 0
+    assert pipeline.retriever._store.contract["embed_dim"] == 1536
+    assert "Tomahawk" in pipeline.retrieve("Tomahawk missiles", k=1)[0].text
+    with pytest.raises(StoreMismatch, match="'openai:text-embedding-3-small' but the current setting is "
+                                            "'local:all-MiniLM-L6-v2'"):
+        Pipeline(settings).retrieve("Tomahawk")
