@@ -119,8 +119,7 @@ class Pipeline:
 
         try:
             answer.answer, answer.citations, answer.abstained, answer.warnings = answer_llm(
-                answer.question if answer.query == answer.question else answer.query, answer.passages,
-                self.settings, on_token)
+                answer.query, answer.passages, self.settings, on_token)
         except LLMUnavailable as exc:
             answer.mode = "extractive"
             answer.notice = f"LLM unavailable: {exc}. Showing the extractive answer instead."

@@ -87,6 +87,19 @@ def llm_pipeline(seeded, llm_server):
     return make
 
 
+def wait_for_http(url: str, timeout: float = 30.0) -> bool:
+    """Poll a loopback URL until it answers 200 (a server we started is up)."""
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    return wait_until(up, timeout)
+
+
 def wait_until(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

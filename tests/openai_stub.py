@@ -22,8 +22,8 @@ import math
 import re
 import struct
 import sys
-import zlib
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

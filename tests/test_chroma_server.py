@@ -3,11 +3,10 @@
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_until
+from conftest import free_port, wait_for_http
 
 from rag import Pipeline, StoreUnavailable
 
@@ -17,14 +16,7 @@ CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
 def start_chroma(port: int, path: Path) -> subprocess.Popen:
     proc = subprocess.Popen([CHROMA, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status == 200
-        except OSError:
-            return False
-
-    assert wait_until(up, timeout=30), "chroma server did not start"
+    assert wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat"), "chroma server did not start"
     return proc
 
 

@@ -9,11 +9,10 @@ import importlib.util
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_until
+from conftest import free_port, wait_for_http
 
 pytestmark = [pytest.mark.llm,
               pytest.mark.skipif(not os.environ.get("RAG_TEST_LLM"), reason="opt-in: run `make test-llm`")]
@@ -32,14 +31,7 @@ def real_llm():
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).status == 200
-        except OSError:
-            return False
-
-    assert wait_until(up, timeout=120), "llama-cpp server did not start"
+    assert wait_for_http(f"http://127.0.0.1:{port}/v1/models", timeout=120), "llama-cpp server did not start"
     yield f"http://127.0.0.1:{port}/v1"
     proc.terminate()
     proc.wait(timeout=30)
@@ -51,9 +43,9 @@ def test_real_model_answer_is_validated(seeded, real_llm):
     settings = seeded.settings.replace(openai_api_key="local", openai_base_url=real_llm, openai_model="smollm2",
                                        llm_timeout=120.0, llm_max_retries=0, k=3)
     answer = Pipeline(settings).ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert answer.mode == "llm", answer.notice  # the model answered: no fallback
     assert answer.answer
-    if answer.mode == "llm" and not answer.abstained:
-        for c in answer.citations:
-            assert seeded.document_text(c.source)[c.start:c.end] == c.quote
-    else:
-        assert answer.abstained or answer.notice
+    if answer.abstained:  # a 135M model may fail to cite; then nothing uncited is shown as an answer
+        assert answer.citations == [] and answer.answer.startswith("The articles don't say")
+    for c in answer.citations:
+        assert seeded.document_text(c.source)[c.start:c.end] == c.quote
