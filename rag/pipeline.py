@@ -122,7 +122,7 @@ class Pipeline:
                 answer.query, answer.passages, self.settings, on_token)
         except LLMUnavailable as exc:
             answer.mode = "extractive"
-            answer.notice = f"LLM unavailable: {exc}. Showing the extractive answer instead."
+            answer.notice = f"LLM answer not used: {exc}. Showing the extractive answer instead."
 
     def _answer_extractively(self, answer) -> None:
         from rag.answer.extractive import answer_extractive

@@ -5,6 +5,7 @@ behaviour, so one server serves every test:
   cite-ok        a cited two-sentence answer
   bad-markers    out-of-range, malformed and missing markers
   abstain        "The articles don't say."
+  uncited        a fluent answer with no markers at all
   hang           sleeps past any sane client timeout
   429-then-ok    429 with Retry-After: 0 on the first attempt, then cite-ok
   always-500     HTTP 500 every time
@@ -31,6 +32,7 @@ REPLIES = {
     "cite-ok": "The summit was cancelled after Rubio spoke with Lavrov [1]. Russia's position had not changed [2].",
     "bad-markers": "Rubio spoke with Lavrov [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
     "abstain": "The articles don't say.",
+    "uncited": "The summit was cancelled because of the weather.",
 }
 attempts: Counter[str] = Counter()
 

@@ -43,6 +43,13 @@ def test_abstention_from_the_model(llm_pipeline):
     assert answer.abstained and answer.citations == [] and answer.mode == "llm"
 
 
+def test_an_uncited_reply_is_never_shown_as_an_answer(llm_pipeline):
+    answer = llm_pipeline("uncited").ask("Why was the Budapest summit cancelled?", mode="llm")
+    assert "weather" not in answer.answer
+    assert answer.mode == "extractive" and answer.citations
+    assert "cited none of the passages" in answer.notice
+
+
 def test_hang_times_out_and_falls_back_to_extractive(llm_pipeline, llm_server):
     pipeline = llm_pipeline("hang", llm_timeout=1.0, llm_max_retries=0)
     started = time.monotonic()

@@ -43,9 +43,10 @@ def test_real_model_answer_is_validated(seeded, real_llm):
     settings = seeded.settings.replace(openai_api_key="local", openai_base_url=real_llm, openai_model="smollm2",
                                        llm_timeout=120.0, llm_max_retries=0, k=3)
     answer = Pipeline(settings).ask("Why was the Budapest summit cancelled?", mode="llm")
-    assert answer.mode == "llm", answer.notice  # the model answered: no fallback
     assert answer.answer
-    if answer.abstained:  # a 135M model may fail to cite; then nothing uncited is shown as an answer
-        assert answer.citations == [] and answer.answer.startswith("The articles don't say")
+    if answer.mode != "llm":
+        # The model was reached (no timeout or connection error) but a 135M model may not cite:
+        # then its reply is refused and the extractive answer is shown instead.
+        assert "cited none of the passages" in answer.notice
     for c in answer.citations:
         assert seeded.document_text(c.source)[c.start:c.end] == c.quote

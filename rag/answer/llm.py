@@ -92,8 +92,8 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
     if not any(cited):
         if not text or is_abstention(text):
             return text or ABSTENTION, [], True, warnings
-        warnings.append("the model cited no passage; its reply is not shown as an answer")
-        return f"{ABSTENTION} (The model's reply cited no passage.)", [], True, warnings
+        # An answer that cites nothing cannot be checked: it is never shown as one.
+        raise LLMUnavailable("the model's reply cited none of the passages")
     return _attach_citations(sentences, cited, passages) + (False, warnings)
 
 
