@@ -30,12 +30,6 @@ class Document:
     date: str | None = None  # as the article states it
     dropped_lines: list[str] = field(default_factory=list)
 
-    def metadata(self) -> dict[str, str]:
-        meta = {"source": self.source, "title": self.title, "content_hash": self.content_hash}
-        meta.update({k: v for k, v in (("publisher", self.publisher), ("author", self.author),
-                                       ("date", self.date)) if v})
-        return meta
-
 
 @dataclass(frozen=True)
 class _Rules:

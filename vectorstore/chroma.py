@@ -58,10 +58,6 @@ class ChunkStore:
         return set(self.collection.get(where={"path": path}, include=[])["ids"])
 
     @_guarded
-    def existing(self, ids: Sequence[str]) -> set[str]:
-        return set(self.collection.get(ids=list(ids), include=[])["ids"]) if ids else set()
-
-    @_guarded
     def all_ids(self) -> list[str]:
         return sorted(self.collection.get(include=[])["ids"])
 
