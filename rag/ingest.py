@@ -9,7 +9,6 @@ keyword index are written after the collection, atomically.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import Counter
@@ -21,10 +20,10 @@ from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
 from rag.errors import StoreBusy
 from rag.keyword import KeywordIndex
+from rag.manifest import Manifest
 
 ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
 EMBED_BATCH = 64
-MANIFEST_VERSION = 1
 
 
 @dataclass
@@ -118,22 +117,6 @@ def display_path(path: Path) -> str:
         return str(path.resolve())
 
 
-class Manifest:
-    """documents[abs path] -> {source, title, content_hash, chunks, signature, duplicates, ...}."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        data = json.loads(path.read_text()) if path.exists() else {}
-        self.documents: dict[str, dict[str, Any]] = data.get("documents", {})
-        self.indexed_at: float | None = data.get("indexed_at")
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        payload = {"version": MANIFEST_VERSION, "indexed_at": time.time(), "documents": self.documents}
-        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-        os.replace(tmp, self.path)
-
-
 def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None, *, rebuild: bool = False,
            progress: ProgressCallback | None = None) -> IngestReport:
     """Index files or directories (default: the corpus directory). One writer at a time."""
@@ -165,7 +148,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     if rebuild:
         _forget_derived_state(settings.data_dir)
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), reset=rebuild)
-    manifest = Manifest(settings.data_dir / "manifest.json")
+    manifest = Manifest(settings.data_dir)
 
     plan = _plan(docs, manifest, store, settings, report)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report)
@@ -231,7 +214,7 @@ def _forget_derived_state(data_dir: Path) -> None:
 
     for name in ("keyword", "texts"):
         shutil.rmtree(data_dir / name, ignore_errors=True)
-    (data_dir / "manifest.json").unlink(missing_ok=True)
+    Manifest(data_dir).forget()
 
 
 def _save_text(data_dir: Path, doc: Document) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import unicodedata
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from rag.config import Settings
 from rag.errors import InputRejected, LLMUnavailable, StoreUnavailable
+from rag.manifest import Manifest
 
 
 def clean_question(question: str, max_chars: int) -> str:
@@ -25,11 +25,6 @@ def clean_question(question: str, max_chars: int) -> str:
     if not any(ch.isalnum() for ch in text):
         raise InputRejected("the question has no letters or digits to search for")
     return text
-
-
-def read_manifest(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {"documents": {}}
 
 
 class Pipeline:
@@ -49,20 +44,20 @@ class Pipeline:
         return report
 
     def sources(self) -> list[dict[str, Any]]:
-        docs = read_manifest(self.settings.data_dir)["documents"].values()
+        docs = Manifest(self.settings.data_dir).documents.values()
         return [{"source": d["source"], "title": d["title"], "chunks": d["chunks"], "publisher": d.get("publisher"),
                  "author": d.get("author"), "date": d.get("date"), "duplicates": d.get("duplicates", [])}
                 for d in sorted(docs, key=lambda d: d["source"])]
 
     def document_text(self, source: str) -> str:
         """The cleaned text of an indexed document: what every citation's start/end index into."""
-        for doc in read_manifest(self.settings.data_dir)["documents"].values():
+        for doc in Manifest(self.settings.data_dir).documents.values():
             if doc["source"] == source:
                 return (self.settings.data_dir / "texts" / f"{doc['content_hash']}.txt").read_text(encoding="utf-8")
         raise InputRejected(f"{source!r} is not an indexed document")
 
     def is_empty(self) -> bool:
-        return not read_manifest(self.settings.data_dir)["documents"]
+        return not Manifest(self.settings.data_dir).documents
 
     # ---- retrieval
     @property
@@ -79,7 +74,7 @@ class Pipeline:
 
         model = self.settings.embed_model
         store = open_store(self.settings, model, embedding_dimension(model), create=False)
-        manifest = read_manifest(self.settings.data_dir)["documents"].values()
+        manifest = Manifest(self.settings.data_dir).documents.values()
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
         keyword = KeywordIndex.load(self.settings.data_dir / "keyword")
         return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k)
