@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rag.config import MODES, Settings
+from rag.config import MODES, PROJECT_DIR, Settings
 from rag.errors import RagError
 
 
@@ -42,6 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     retrieve.add_argument("query")
     retrieve.add_argument("--k", type=int)
     retrieve.add_argument("--json", action="store_true")
+
+    evaluate = sub.add_parser("eval", help="score answers on a gold Q&A set; exit 1 when a gated metric fails",
+                              description="Exit status: 0 gate passed (or no gate), 1 a gated metric failed, 2 bad input.")
+    evaluate.add_argument("--gold", type=Path, default=PROJECT_DIR / "evals" / "gold.jsonl",
+                          help="gold Q&A file, one JSON object per line (default evals/gold.jsonl)")
+    evaluate.add_argument("--corpus", type=Path, help="directory the gold set was written from (default seeds/); "
+                          "indexed into its own store, never the main index")
+    evaluate.add_argument("--k", type=int, help="passages retrieved and read per question (env RAG_K)")
+    evaluate.add_argument("--mode", choices=MODES)
+    evaluate.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="write the JSON report here")
+    evaluate.add_argument("--markdown", type=Path, metavar="OUT", help="write a Markdown report (+ OUT.png chart)")
+    evaluate.add_argument("--baseline", type=Path, help="an earlier --json report to compare with")
+    evaluate.add_argument("--thresholds", type=Path,
+                          help="TOML gate (default: thresholds.toml beside the gold file, when there is one)")
+    evaluate.add_argument("--no-gate", action="store_true", help="report only, never fail on thresholds")
+    evaluate.add_argument("--judge", action="store_true",
+                          help="also score with LlamaIndex's LLM judges (needs OPENAI_API_KEY; never gated)")
 
     sources = sub.add_parser("sources", help="list indexed documents")
     sources.add_argument("--json", action="store_true")
@@ -85,18 +102,18 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 class _progress_bar:
     """A tqdm bar on stderr, fed by ingest's (done, total) callback."""
 
-    def __init__(self, disable: bool):
-        self.disable = disable
+    def __init__(self, disable: bool | None, unit: str = "chunk", desc: str = "embedding"):
+        self.disable, self.unit, self.desc = disable, unit, desc  # disable=None: only on a terminal
         self.bar: Any = None
 
     def __enter__(self):
-        return None if self.disable else self.update
+        return None if self.disable is True else self.update
 
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, disable=self.disable)
         self.bar.update(done - self.bar.n)
 
     def __exit__(self, *exc: object) -> None:
@@ -156,12 +173,45 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluation import Thresholds, compare, format_text, load_baseline, run_eval, write_markdown
+
+    thresholds_path = args.thresholds or args.gold.with_name("thresholds.toml")
+    thresholds = None
+    if not args.no_gate and (args.thresholds or thresholds_path.exists()):
+        thresholds = Thresholds.load(thresholds_path)  # a bad gate file fails before the slow part
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    with _progress_bar(disable=None, unit="question", desc="evaluating") as progress:
+        result = run_eval(args.gold, settings, corpus=args.corpus, k=args.k, mode=args.mode, judge=args.judge,
+                          progress=progress).to_dict()
+    comparison = compare(result, baseline) if baseline else None
+    if comparison:
+        result["comparison"] = comparison
+    failures = thresholds.check(result["metrics"]) if thresholds else None
+    result["gate"] = None if failures is None else {"passed": not failures, "failures": failures}
+    print(format_text(result, thresholds, baseline, comparison))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json_out}")
+    if args.markdown:
+        write_markdown(result, args.markdown, thresholds, baseline, comparison, failures)
+        print(f"wrote {args.markdown} and {args.markdown.with_suffix('.png')}")
+    if failures:
+        for failure in failures:
+            print(f"eval gate failed: {failure}", file=sys.stderr)
+        return 1
+    if thresholds:
+        print(f"eval gate passed ({thresholds_path})")
+    return 0
+
+
 def _print_json(payload: Any) -> None:
     json.dump(payload, sys.stdout, ensure_ascii=False, indent=2)
     print()
 
 
-_COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "sources": _sources}
+_COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,7 @@
     RagError
     ├── ConfigError          a setting is nonsense (also a ValueError)
     ├── InputRejected        a file or a question we will not take, and why
+    │   └── GoldFileError    a gold Q&A file with bad rows (each listed as path:line: problem)
     ├── StoreUnavailable     the Chroma store cannot be reached or opened
     ├── StoreMismatch        the index was built with another embedding model
     ├── StoreBusy            another ingest holds the write lock
@@ -23,6 +24,16 @@ class ConfigError(RagError, ValueError):
 
 class InputRejected(RagError):
     pass
+
+
+class GoldFileError(InputRejected):
+    MAX_SHOWN = 20
+
+    def __init__(self, path: object, problems: list[tuple[int, str]]):
+        self.problems = problems  # (line number, what is wrong), every one found
+        shown = [f"{path}:{line}: {what}" for line, what in problems[:self.MAX_SHOWN]]
+        more = f"\n… and {len(problems) - self.MAX_SHOWN} more" if len(problems) > self.MAX_SHOWN else ""
+        super().__init__(f"{len(problems)} problem(s) in gold file {path}:\n" + "\n".join(shown) + more)
 
 
 class StoreUnavailable(RagError):

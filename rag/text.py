@@ -31,11 +31,14 @@ class Span:
     text: str
 
 
+_UNIFY = str.maketrans({**dict.fromkeys("‘’‚‛ʼ′", "'"), **dict.fromkeys("“”„‟″", '"'),
+                        **dict.fromkeys("‐‑‒–—―−", "-")})
+
+
 def normalise(text: str) -> str:
     """NFKC, lower case, curly quotes and dashes unified, whitespace collapsed."""
     text = unicodedata.normalize("NFKC", text).lower()
-    text = text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "ʼ": "'"}))
-    return re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", text.translate(_UNIFY)).strip()
 
 
 def words(text: str) -> list[str]:

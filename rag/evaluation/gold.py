@@ -1,0 +1,126 @@
+"""Gold Q&A files: one JSON object per line, validated as a whole so every bad row is reported at once.
+
+    {"id": "q07", "question": "...", "answer": "...", "facts": [["rosneft"], ["lukoil"]],
+     "sources": ["000_c7ab87e678e88968.txt"], "answerable": true,
+     "history": ["an earlier question"], "split": "dev"}          # history and split optional
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from rag.errors import GoldFileError, InputRejected
+
+_REQUIRED = ("id", "question", "answer", "facts", "sources", "answerable")
+_OPTIONAL = ("history", "split")
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    question: str
+    answer: str  # the reference answer, for people reading reports
+    facts: list[list[str]]  # each inner list: alternative phrasings of one required fact
+    sources: list[str]  # corpus files (relative paths or file names) that support the answer
+    answerable: bool
+    history: list[str] = field(default_factory=list)
+    split: str = "unsplit"
+    line: int = 0
+
+
+def load_gold(path: Path, corpus_files: Iterable[str] | None = None) -> list[GoldItem]:
+    """Read and validate a gold file. With `corpus_files`, every source must name one of them."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputRejected(f"gold file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputRejected(f"cannot read gold file {path}: {exc}") from None
+    known = None if corpus_files is None else set(corpus_files)
+    items, problems, seen = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row_problems = _check_row(line, known)
+        if row_problems:
+            problems += [(number, p) for p in row_problems]
+            continue
+        item = _item(json.loads(line), number)
+        if item.id in seen:
+            problems.append((number, f"id {item.id!r} is already used on line {seen[item.id]}"))
+            continue
+        seen[item.id] = number
+        items.append(item)
+    if not items and not problems:
+        problems.append((1, "the file has no rows"))
+    if problems:
+        raise GoldFileError(path, problems)
+    return items
+
+
+def _check_row(line: str, known_files: set[str] | None) -> list[str]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return [f"not valid JSON ({exc.msg} at column {exc.colno})"]
+    if not isinstance(row, dict):
+        return [f"expected a JSON object, got {type(row).__name__}"]
+    problems = [f"missing field {name!r}" for name in _REQUIRED if name not in row]
+    problems += [f"unknown field {name!r} (expected {', '.join(_REQUIRED + _OPTIONAL)})"
+                 for name in row if name not in _REQUIRED + _OPTIONAL]
+    problems += _type_problems(row)
+    if problems:
+        return problems
+    return _meaning_problems(row, known_files)
+
+
+def _type_problems(row: dict[str, Any]) -> list[str]:
+    expectations = [
+        ("id", _nonempty_str, "a non-empty string"),
+        ("question", _nonempty_str, "a non-empty string"),
+        ("answer", lambda v: isinstance(v, str), "a string"),
+        ("answerable", lambda v: isinstance(v, bool), "true or false"),
+        ("facts", lambda v: isinstance(v, list) and all(
+            isinstance(f, list) and f and all(_nonempty_str(p) for p in f) for f in v),
+         "a list of non-empty lists of phrasings, e.g. [[\"rosneft\"], [\"two-hour\", \"two hour\"]]"),
+        ("sources", lambda v: isinstance(v, list) and all(_nonempty_str(s) for s in v), "a list of file names"),
+        ("history", lambda v: isinstance(v, list) and all(_nonempty_str(q) for q in v), "a list of questions"),
+        ("split", _nonempty_str, "a non-empty string such as \"dev\" or \"test\""),
+    ]
+    return [f"{name!r} must be {what}, got {json.dumps(row[name])[:60]}"
+            for name, ok, what in expectations if name in row and not ok(row[name])]
+
+
+def _meaning_problems(row: dict[str, Any], known_files: set[str] | None) -> list[str]:
+    problems = []
+    if row["answerable"]:
+        if not row["facts"]:
+            problems.append("an answerable row needs at least one fact")
+        if not row["sources"]:
+            problems.append("an answerable row needs at least one source")
+    elif row["facts"] or row["sources"]:
+        problems.append("an unanswerable row (\"answerable\": false) must have no facts and no sources")
+    if known_files is not None:
+        problems += [f"source {s!r} is not a file in the corpus" for s in row["sources"]
+                     if not any(matches(s, f) for f in known_files)]
+    return problems
+
+
+def _item(row: dict[str, Any], line: int) -> GoldItem:
+    return GoldItem(id=row["id"], question=row["question"], answer=row["answer"], facts=row["facts"],
+                    sources=row["sources"], answerable=row["answerable"], history=row.get("history", []),
+                    split=row.get("split", "unsplit"), line=line)
+
+
+def _nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def matches(gold_source: str, corpus_file: str) -> bool:
+    """Whether a gold source names a corpus file: by its path relative to the corpus, or its trailing part."""
+    gold, corpus = Path(gold_source).as_posix().strip("/"), Path(corpus_file).as_posix()
+    return corpus == gold or corpus.endswith("/" + gold)

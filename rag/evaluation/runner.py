@@ -1,0 +1,201 @@
+"""Run a gold set through the pipeline in an index of its own, and score every answer.
+
+The corpus is indexed into `<data dir>/evals/<digest>/` (and its own Chroma collection), where the
+digest covers the corpus files' contents and the settings that shape the index. The user's main
+index is never touched, a second run over the same corpus finds its index ready, and an edited
+corpus gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from rag.config import Settings
+from rag.errors import InputRejected, RagError
+from rag.evaluation import metrics as m
+from rag.evaluation.gold import GoldItem, load_gold, matches
+
+METRIC_NAMES = ("hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "fact_recall", "citation_validity",
+                "citation_precision", "abstention_accuracy", "false_abstention_rate", "answer_words_mean",
+                "latency_ms_p50", "latency_ms_p95")
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float | None]
+    k: int
+    mode: str
+    questions: list[dict[str, Any]]
+    splits: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    gold: str = ""
+    corpus: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    judge: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [q for q in self.questions if not q["passed"]]
+
+
+def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None, k: int | None = None,
+             mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None) -> EvalResult:
+    from rag.ingest import expand_paths
+    from rag.pipeline import Pipeline
+
+    started = time.perf_counter()
+    corpus = Path(corpus or settings.corpus_dir)
+    files = _corpus_files(corpus, expand_paths)
+    relative = {str(f.resolve()): _relative(f, corpus) for f in files}
+    items = load_gold(gold_path, corpus_files=relative.values())
+    pipeline = Pipeline(eval_settings(settings, corpus, files))
+    report = pipeline.ingest([corpus])
+    warnings = [f"corpus file skipped: {s['path']}: {s['reason']}" for s in report.skipped]
+    k = k or settings.k
+    mode = settings.resolved_mode(mode)
+    document_text = lru_cache(maxsize=None)(pipeline.document_text)
+    records = []
+    for done, item in enumerate(items, start=1):
+        records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, set(relative.values())))
+        if progress:
+            progress(done, len(items))
+    result = EvalResult(metrics=aggregate(records), k=k, mode=mode, questions=records, gold=str(gold_path),
+                        corpus=str(corpus), settings=_settings_summary(settings), warnings=warnings)
+    result.splits = {name: aggregate([r for r in records if r["split"] == name])
+                     for name in sorted({r["split"] for r in records})} if len({r["split"] for r in records}) > 1 else {}
+    if judge:
+        from rag.evaluation.judge import judge_answers
+
+        result.judge = judge_answers(items, records, settings)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def eval_settings(settings: Settings, corpus: Path, files: list[Path]) -> Settings:
+    """Settings for the corpus's own index, keyed by its contents and everything that shapes the index."""
+    digest = hashlib.sha256(f"{settings.embed_model}\0{settings.chunker_id}".encode())
+    for path in files:
+        digest.update(f"\0{_relative(path, corpus)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    key = digest.hexdigest()[:16]
+    return settings.replace(data_dir=settings.data_dir / "evals" / key, collection=f"{settings.collection}_eval_{key}")
+
+
+def _corpus_files(corpus: Path, expand_paths: Callable) -> list[Path]:
+    if not corpus.exists():
+        raise InputRejected(f"corpus {corpus} does not exist")
+    files, _, _ = expand_paths([corpus])
+    if not files:
+        raise InputRejected(f"corpus {corpus} has no .txt, .md or .html files")
+    return files
+
+
+def _relative(path: Path | str, corpus: Path) -> str:
+    """A document's path relative to the corpus directory (its name when the corpus is one file)."""
+    path, root = Path(path).resolve(), corpus.resolve()
+    if root.is_file():
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _evaluate(item: GoldItem, pipeline: Any, k: int, mode: str, document_text: Callable[[str], str],
+              corpus: Path, corpus_files: set[str]) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": item.id, "split": item.split, "question": item.question,
+                              "answerable": item.answerable, "sources": item.sources}
+    started = time.perf_counter()
+    try:
+        answer = pipeline.ask(item.question, item.history, k=k, mode=mode)
+    except RagError as exc:  # one bad row must not hide the other results
+        return {**record, "passed": False, "error": str(exc), "reasons": [f"error: {exc}"], "abstained": False,
+                "answer": "", "citations": [], "retrieved": [], "latency_ms": None, "fact_recall": 0.0,
+                "missing_facts": item.facts, "citation_problems": [], "citation_checks": 0,
+                "citations_in_sources": 0, **_retrieval_scores([], item, corpus_files, k)}
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    citations = [asdict(c) for c in answer.citations]
+    retrieved = m.ranked_documents((_relative(p.source, corpus), [_relative(s, corpus) for s in p.also_in])
+                                   for p in answer.passages[:k])
+    missing = m.missing_facts(answer.answer, item.facts) if not answer.abstained else [list(f) for f in item.facts]
+    problems = m.citation_problems(answer.answer, citations, document_text)
+    in_sources = sum(1 for c in citations if _cites_gold(c, item, corpus))
+    record.update(
+        answer=answer.answer, abstained=answer.abstained, mode=answer.mode, notice=answer.notice,
+        citations=[{key: c[key] for key in ("id", "source", "start", "end", "quote", "also_in")} for c in citations],
+        retrieved=retrieved, latency_ms=latency, answer_words=m.answer_words(answer.answer),
+        fact_recall=1.0 - len(missing) / len(item.facts) if item.facts else None, missing_facts=missing,
+        citation_problems=problems, citation_checks=m.citation_checks(answer.answer, citations),
+        citations_in_sources=in_sources, **_retrieval_scores(retrieved, item, corpus_files, k))
+    record["reasons"] = _reasons(record, item)
+    record["passed"] = not record["reasons"]
+    return record
+
+
+def _relevant(item: GoldItem, corpus_files: set[str]) -> set[str]:
+    return {f for f in corpus_files if any(matches(s, f) for s in item.sources)}
+
+
+def _retrieval_scores(retrieved: list[str], item: GoldItem, corpus_files: set[str], k: int) -> dict[str, Any]:
+    if not item.answerable:
+        return {"hit": None, "recall": None, "reciprocal_rank": None, "ndcg": None}
+    relevant = _relevant(item, corpus_files)
+    return {"hit": m.hit(retrieved, relevant), "recall": m.recall(retrieved, relevant),
+            "reciprocal_rank": m.reciprocal_rank(retrieved, relevant), "ndcg": m.ndcg(retrieved, relevant, k),
+            "missed_sources": sorted(relevant - set(retrieved))}
+
+
+def _cites_gold(citation: dict[str, Any], item: GoldItem, corpus: Path) -> bool:
+    docs = [_relative(d, corpus) for d in (citation["source"], *citation["also_in"])]
+    return any(matches(s, d) for s in item.sources for d in docs)
+
+
+def _reasons(record: dict[str, Any], item: GoldItem) -> list[str]:
+    """Why a question failed, in words for the report; empty when it passed."""
+    reasons = [f"invalid citation: {p}" for p in record["citation_problems"]]
+    if not item.answerable:
+        return reasons + ([] if record["abstained"] else ["answered a question the corpus cannot answer"])
+    if record["abstained"]:
+        return reasons + ["abstained on an answerable question"]
+    reasons += ["missing fact: " + " | ".join(f) for f in record["missing_facts"]]
+    return reasons
+
+
+def aggregate(records: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The metrics of a set of scored questions (None where a metric has nothing to measure)."""
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    answered = [r for r in records if not r["abstained"] and "error" not in r]
+    checks = sum(r["citation_checks"] for r in records)
+    cited = sum(len(r["citations"]) for r in answerable)
+    latencies = [r["latency_ms"] for r in records if r["latency_ms"] is not None]
+    values = {
+        "hit_at_k": m.mean([r["hit"] for r in answerable]),
+        "recall_at_k": m.mean([r["recall"] for r in answerable]),
+        "mrr": m.mean([r["reciprocal_rank"] for r in answerable]),
+        "ndcg_at_k": m.mean([r["ndcg"] for r in answerable]),
+        "fact_recall": m.mean([r["fact_recall"] or 0.0 for r in answerable]),
+        "citation_validity": 1 - sum(len(r["citation_problems"]) for r in records) / checks if checks else 1.0,
+        "citation_precision": sum(r["citations_in_sources"] for r in answerable) / cited if cited else None,
+        "abstention_accuracy": m.mean([1.0 if r["abstained"] else 0.0 for r in unanswerable]),
+        "false_abstention_rate": m.mean([1.0 if r["abstained"] else 0.0 for r in answerable]),
+        "answer_words_mean": m.mean([r["answer_words"] for r in answered]),
+        "latency_ms_p50": m.percentile(latencies, 50),
+        "latency_ms_p95": m.percentile(latencies, 95),
+    }
+    return {name: None if v is None else round(v, 4) for name, v in values.items()}
+
+
+def _settings_summary(settings: Settings) -> dict[str, Any]:
+    return {"embed_model": settings.embed_model, "chunker": settings.chunker_id,
+            "llm_model": settings.openai_model if settings.resolved_mode(None) == "llm" else None}
