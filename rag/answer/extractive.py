@@ -7,6 +7,7 @@ evidence does not cover the question.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -119,9 +120,10 @@ def _score(question: str, passages: Sequence[Passage], embedder: Any) -> list[_C
     vectors = np.asarray(embedder.get_text_embedding_batch([s.text for _, _, s, _ in pool]))
     cosines = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q) + 1e-9)
     terms = content_terms(question) - _month_terms(question)
+    weights = _term_weights(terms, [content_terms(s.text) for _, _, s, _ in pool])
     scored = []
     for (rank, passage, span, previous), cosine, vector in zip(pool, cosines, vectors):
-        score = (SEMANTIC_WEIGHT * float(cosine) + LEXICAL_WEIGHT * _coverage(terms, span.text, previous)
+        score = (SEMANTIC_WEIGHT * float(cosine) + LEXICAL_WEIGHT * _coverage(weights, span.text, previous)
                  + RANK_WEIGHT / rank + ANSWER_TYPE_WEIGHT * answer_type_match(question, span.text))
         scored.append(_Candidate(passage, span, score, vector))
     return sorted(scored, key=lambda c: -c.score)
@@ -151,14 +153,21 @@ def _sentence_pool(passages: Sequence[Passage]) -> list[tuple[int, Passage, Span
     return pool
 
 
-def _coverage(terms: set[str], sentence: str, previous: str) -> float:
-    """Share of the question's content words in the sentence; words only in the sentence before
+def _term_weights(terms: set[str], sentences: list[set[str]]) -> dict[str, float]:
+    """IDF of each question word among the candidate sentences: 'defense' tells more than 'minister'
+    when every retrieved sentence mentions a minister."""
+    return {t: math.log(1 + len(sentences) / (1 + sum(t in s for s in sentences))) for t in terms}
+
+
+def _coverage(weights: dict[str, float], sentence: str, previous: str) -> float:
+    """Weighted share of the question's content words in the sentence; words only in the sentence before
     count at CONTEXT_SHARE, since "He was travelling…" is about whoever that sentence named."""
-    if not terms:
+    total = sum(weights.values())
+    if not total:
         return 0.0
-    own = terms & content_terms(sentence)
-    context = (terms - own) & content_terms(previous) if previous else set()
-    return (len(own) + CONTEXT_SHARE * len(context)) / len(terms)
+    own = weights.keys() & content_terms(sentence)
+    context = (weights.keys() - own) & content_terms(previous) if previous else set()
+    return (sum(weights[t] for t in own) + CONTEXT_SHARE * sum(weights[t] for t in context)) / total
 
 
 def asked_months(question: str) -> set[str]:
@@ -176,13 +185,15 @@ class QuestionKind:
     question: re.Pattern
     sentence: re.Pattern
     counted: bool = False
+    explained: bool = False  # answers run over several sentences: the next one may carry on
 
 
 @lru_cache(maxsize=1)
 def _question_rules() -> tuple[list[QuestionKind], frozenset[str]]:
     data = tomllib.loads((Path(__file__).parent.parent / "data" / "questions.toml").read_text(encoding="utf-8"))
     kinds = [QuestionKind(k["name"], re.compile(k["question"], re.I),
-                          re.compile(k["sentence"], 0 if k.get("case_sensitive") else re.I), k.get("counted", False))
+                          re.compile(k["sentence"], 0 if k.get("case_sensitive") else re.I), k.get("counted", False),
+                          k.get("explained", False))
              for k in data["kind"]]
     return kinds, frozenset(data["framing_words"].split())
 
@@ -258,15 +269,25 @@ def _select(candidates: list[_Candidate], max_words: int, question: str) -> list
     first = typed[0] if typed and asks_for_type(question) else candidates[0]
     chosen = [first]
     words = len(first.span.text.split())
+    kind = question_kind(question)
+    follower = _next_sentence(first, candidates) if kind and kind.explained else None
+    if follower and kind.sentence.search(follower.span.text) and words + len(follower.span.text.split()) <= max_words:
+        chosen.append(follower)  # an explanation often runs on into the next sentence ("… revealed significant differences")
+        words += len(follower.span.text.split())
     for c in candidates:
         if len(chosen) == MAX_SENTENCES or c.score < KEEP_RATIO * best:
             break
         length = len(c.span.text.split())
-        if c is first or words + length > max_words or any(_redundant(c, o) for o in chosen):
+        if c in chosen or words + length > max_words or any(_redundant(c, o) for o in chosen):
             continue
         chosen.append(c)
         words += length
     return chosen
+
+
+def _next_sentence(current: _Candidate, candidates: list[_Candidate]) -> _Candidate | None:
+    after = [c for c in candidates if c.passage.source == current.passage.source and c.span.start >= current.span.end]
+    return min(after, key=lambda c: c.span.start, default=None)
 
 
 def _redundant(a: _Candidate, b: _Candidate) -> bool:
