@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test test-llm install clean
+.PHONY: run test baseline test-llm install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,8 +23,15 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
+# The unit and integration tests, then the eval gate on evals/gold.jsonl (exits 1 naming any metric
+# below its threshold in evals/thresholds.toml). Reports land in build/eval.{json,md,png}.
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --baseline evals/baseline.json --json build/eval.json --markdown build/eval.md
+
+# Record the current numbers as the baseline later runs are compared with.
+baseline: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --json evals/baseline.json --no-gate
 
 # Opt-in, not in CI: a real model (SmolLM2-135M via llama-cpp-python, ~7 min to compile once).
 # A portable build: the native one (AVX-512/AMX kernels) segfaults on the first completion on this CPU.
@@ -36,4 +43,4 @@ test-llm: $(STAMP)
 	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 $(PY) -m pytest -q -m llm tests/test_llm_real.py
 
 clean:
-	rm -rf $(VENV) .rag .pytest_cache
+	rm -rf $(VENV) .rag .pytest_cache build

@@ -11,6 +11,7 @@ behaviour, so one server serves every test:
   always-500     HTTP 500 every time
   401            invalid API key
   bad-json       a 200 whose body is not JSON
+  judge          answers LlamaIndex's evaluator prompts: "YES" to faithfulness, "4.5" + reason to correctness
 POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
 Every request is counted per model; GET /stats returns the counts.
 """
@@ -62,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "0"})
         if model == "bad-json":
             return self._send(200, b"this is not json")
-        text = REPLIES.get(model, REPLIES["cite-ok"])
+        text = _judge_reply(body) if model == "judge" else REPLIES.get(model, REPLIES["cite-ok"])
         if body.get("stream"):
             return self._stream(model, text)
         self._send(200, json.dumps(_completion(model, text)).encode())
@@ -97,6 +98,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _judge_reply(body: dict) -> str:
+    prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+    return "4.5\nThe generated answer matches the reference." if "reference answer" in prompt.lower() else "YES"
 
 
 def _bag_of_words(text: str, dims: int = 1536) -> list[float]:

@@ -37,6 +37,7 @@ class EvalResult:
     corpus: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    index: dict[str, Any] = field(default_factory=dict)  # the eval's own store, and what this run embedded
     judge: dict[str, Any] | None = None
     seconds: float = 0.0
 
@@ -50,10 +51,12 @@ class EvalResult:
 
 def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None, k: int | None = None,
              mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None) -> EvalResult:
-    from rag.ingest import expand_paths
+    from rag.ingest import display_path, expand_paths
     from rag.pipeline import Pipeline
 
     started = time.perf_counter()
+    if k is not None and not 1 <= k <= 50:
+        raise InputRejected(f"k must be between 1 and 50, got {k}")
     corpus = Path(corpus or settings.corpus_dir)
     files = _corpus_files(corpus, expand_paths)
     relative = {str(f.resolve()): _relative(f, corpus) for f in files}
@@ -61,7 +64,7 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
     pipeline = Pipeline(eval_settings(settings, corpus, files))
     report = pipeline.ingest([corpus])
     warnings = [f"corpus file skipped: {s['path']}: {s['reason']}" for s in report.skipped]
-    k = k or settings.k
+    k = settings.k if k is None else k
     mode = settings.resolved_mode(mode)
     document_text = lru_cache(maxsize=None)(pipeline.document_text)
     records = []
@@ -69,8 +72,11 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
         records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, set(relative.values())))
         if progress:
             progress(done, len(items))
-    result = EvalResult(metrics=aggregate(records), k=k, mode=mode, questions=records, gold=str(gold_path),
-                        corpus=str(corpus), settings=_settings_summary(settings), warnings=warnings)
+    result = EvalResult(metrics=aggregate(records), k=k, mode=mode, questions=records, gold=display_path(Path(gold_path)),
+                        corpus=display_path(corpus), settings=_settings_summary(settings), warnings=warnings,
+                        index={"data_dir": display_path(pipeline.settings.data_dir),
+                               "documents": report.documents, "chunks": report.chunks,
+                               "embedded_chunks": report.embedded_chunks})
     result.splits = {name: aggregate([r for r in records if r["split"] == name])
                      for name in sorted({r["split"] for r in records})} if len({r["split"] for r in records}) > 1 else {}
     if judge:
