@@ -37,6 +37,8 @@ def test_oil_companies(seeded):
     "What did Macron say about the summit?",
     "What is the capital of Australia?",
     "How many goals did Messi score last season?",
+    "What did the Hungarian ambassador say about the summit?",  # no article mentions an ambassador
+    "How many journalists were at the Istanbul talks?",  # journalists are mentioned, never counted
 ])
 def test_abstains_when_the_articles_do_not_say(seeded, question):
     answer = seeded.ask(question)
@@ -54,6 +56,17 @@ def test_abstains_when_the_articles_do_not_say(seeded, question):
 def test_answers_single_facts(seeded, question, expected):
     answer = seeded.ask(question)
     assert expected in answer.answer
+    assert_citations_valid(seeded, answer)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Why did Trump scrap the Budapest summit?", "Budapest"),  # the articles say cancel, never scrap
+    ("In June, did Trump back new sanctions on Russia?", "will not support"),  # June: only the June article
+    ("How many countries' leaders joined Zelensky's statement?", "nine countries"),
+])
+def test_paraphrases_dates_and_counts_are_answered(seeded, question, expected):
+    answer = seeded.ask(question)
+    assert not answer.abstained and expected in answer.answer
     assert_citations_valid(seeded, answer)
 
 
