@@ -163,15 +163,16 @@ def write_chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | N
     figure, axes = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
     positions = range(len(names))
     height = 0.38 if baseline else 0.6
-    axes.barh([p + (height / 2 if baseline else 0) for p in positions], current, height=height, label="this run",
-              color="#2f6db5")
+    bars = axes.barh([p + (height / 2 if baseline else 0) for p in positions], current, height=height,
+                     label="this run", color="#2f6db5")
+    axes.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     if baseline:
         before = [baseline["metrics"].get(n) or 0.0 for n in names]
         axes.barh([p - height / 2 for p in positions], before, height=height, label="baseline", color="#b0b7c3")
         axes.legend(loc="lower right", fontsize=8)
     axes.set_yticks(list(positions), [n.replace("_at_k", f"@{result['k']}") for n in names], fontsize=8)
     axes.invert_yaxis()
-    axes.set_xlim(0, 1.0)
+    axes.set_xlim(0, 1.12)  # room for the value labels
     axes.set_title(f"rag eval: {len(result['questions'])} questions, k={result['k']}, {result['mode']}", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
