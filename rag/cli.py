@@ -202,7 +202,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
             print(f"eval gate failed: {failure}", file=sys.stderr)
         return 1
     if thresholds:
-        print(f"eval gate passed ({thresholds_path})")
+        from rag.ingest import display_path
+
+        print(f"eval gate passed ({display_path(thresholds_path)})")
     return 0
 
 
