@@ -1,20 +1,32 @@
-"""The Streamlit chat: a thin shell over `rag.Pipeline`. Run with `make run`."""
+"""The Streamlit chat: a thin shell over `rag.Pipeline`. Run with `make run`.
+
+Article and model text only ever reaches the page as escaped Markdown (rag.render) or st.text:
+never as HTML, never as live Markdown.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Any
 
 import streamlit as st
 
 from rag import Pipeline, RagError, Settings
+from rag.config import MODES
+from rag.render import anchor_id, answer_markdown, escape_markdown, quote_in_context
 
-st.set_page_config(page_title="News QA with citations", page_icon="📰")
+st.set_page_config(page_title="Ask the news, with citations", page_icon="📰")
+EXAMPLE = "Why was the Budapest summit cancelled?"
 
 
 @st.cache_resource(show_spinner=False)
-def load_pipeline() -> Pipeline:
-    return Pipeline(Settings.from_env())
+def load_pipeline(settings: Settings) -> Pipeline:
+    """One pipeline (store, model) per process and configuration, shared by every browser session."""
+    return Pipeline(settings)
 
 
 def ensure_index(pipeline: Pipeline) -> None:
+    """First start: index the corpus with a visible progress bar instead of a blank page."""
     if not pipeline.is_empty():
         return
     bar = st.progress(0.0, text="Indexing the articles for the first time…")
@@ -22,53 +34,159 @@ def ensure_index(pipeline: Pipeline) -> None:
     bar.empty()
 
 
-def show_answer(message: dict) -> None:
+# ---- the answer and its sources
+def render_answer(message: dict[str, Any], index: int) -> None:
     if message.get("notice"):
-        st.info(message["notice"])
-    # Article and model text is shown as text, never as HTML or Markdown.
+        st.info(message["notice"], icon="ℹ️")
     if message["abstained"]:
-        st.warning(message["answer"], icon="🤷")
+        st.warning(escape_markdown(message["answer"]), icon="🤷")
     else:
-        st.text(message["answer"])
-    for c in message["citations"]:
-        also = f" · also in {', '.join(c['also_in'])}" if c["also_in"] else ""
-        with st.expander(f"[{c['id']}] {c['title']} — {c['source']}{also}"):
-            st.text(c["quote"])
-            st.caption(f"characters {c['start']}–{c['end']} of the cleaned article")
+        st.markdown(answer_markdown(message["answer"], {c["id"] for c in message["citations"]}, index))
+    if message.get("query") and message["query"] != message["question"]:
+        st.caption(f"Searched for: {escape_markdown(message['query'])}")
+    for citation in message["citations"]:
+        render_source(citation, message["documents"].get(citation["source"], {}), index)
 
 
-pipeline = load_pipeline()
-st.title("Ask the news")
-st.caption("Answers come only from the indexed articles; every sentence cites its passage.")
-try:
-    ensure_index(pipeline)
-    with st.spinner("Loading the search index and model…"):
-        pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
-except RagError as exc:
-    st.error(str(exc))
-    st.stop()
+def render_source(citation: dict[str, Any], document: dict[str, Any], index: int) -> None:
+    with st.container(border=True):
+        st.subheader(f"\\[{citation['id']}\\] {escape_markdown(citation['title'] or citation['source'])}",
+                     anchor=anchor_id(index, citation["id"]))
+        facts = [citation["source"], document.get("publisher"), document.get("date")]
+        st.caption(" · ".join(escape_markdown(str(f)) for f in facts if f))
+        if citation["also_in"]:
+            st.caption("also in " + ", ".join(escape_markdown(s) for s in citation["also_in"]))
+        context = document.get("contexts", {}).get(str(citation["id"]))
+        if context:
+            st.markdown(context)
+        else:  # fail closed: show the quote plainly rather than highlight the wrong words
+            st.markdown(escape_markdown(citation["quote"]))
+            st.caption("The article has changed since this answer, so the passage is not highlighted.")
 
-history = st.session_state.setdefault("messages", [])
-for message in history:
-    with st.chat_message(message["role"]):
-        show_answer(message) if message["role"] == "assistant" else st.text(message["content"])
 
-typed = st.chat_input("Ask about the articles, e.g. Why was the Budapest summit cancelled?")
-# A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
-linked = st.query_params.get("q") if not history and not st.session_state.get("asked_link") else None
-st.session_state["asked_link"] = True
-if question := typed or linked:
+def answer_message(pipeline: Pipeline, answer: Any) -> dict[str, Any]:
+    """The chat history entry: the answer plus what its source entries show, computed once."""
+    message = {"role": "assistant", **answer.to_dict()}
+    message.pop("passages")  # not shown; keeps the session small
+    meta = {row["source"]: row for row in pipeline.sources()}
+    documents: dict[str, dict[str, Any]] = {}
+    for c in answer.citations:
+        doc = documents.setdefault(c.source, {"publisher": meta.get(c.source, {}).get("publisher"),
+                                              "date": meta.get(c.source, {}).get("date"), "contexts": {}})
+        try:
+            context = quote_in_context(pipeline.document_text(c.source), c.start, c.end, c.quote)
+        except RagError:
+            context = None
+        doc["contexts"][str(c.id)] = context.markdown() if context else None
+    message["documents"] = documents
+    return message
+
+
+def ask(pipeline: Pipeline, question: str) -> None:
+    history = st.session_state.messages
+    asked = [m["content"] for m in history if m["role"] == "user"]
     with st.chat_message("user"):
         st.text(question)
-    asked = [m["content"] for m in history if m["role"] == "user"]
     history.append({"role": "user", "content": question})
     with st.chat_message("assistant"):
+        streamed = st.empty()
+        tokens: list[str] = []
+
+        def on_token(token: str) -> None:  # LLM mode: show the answer as it is written
+            tokens.append(token)
+            streamed.markdown(escape_markdown("".join(tokens)) + " ▌")
+
         try:
             with st.spinner("Searching the articles…"):
-                answer = pipeline.ask(question, asked).to_dict()
+                answer = pipeline.ask(question, asked, k=st.session_state.k, mode=st.session_state.mode,
+                                      on_token=on_token)
         except RagError as exc:
+            streamed.empty()
             st.error(str(exc))
+            return
+        streamed.empty()
+        message = answer_message(pipeline, answer)
+        history.append(message)
+        render_answer(message, len(history) - 1)
+
+
+# ---- the sidebar
+def sidebar(pipeline: Pipeline) -> None:
+    with st.sidebar:
+        st.header("Articles")
+        status = pipeline.status()
+        when = (dt.datetime.fromtimestamp(status["indexed_at"]).strftime("%Y-%m-%d %H:%M")
+                if status["indexed_at"] else "never")
+        st.caption(f"{status['documents']} documents · {status['chunks']} chunks · "
+                   f"{status['duplicate_groups']} near-duplicate group(s) · last indexed {when}")
+        upload_articles(pipeline)
+        if st.button("Re-index the corpus", help="Picks up added, edited and deleted files"):
+            bar = st.progress(0.0, text="Re-indexing…")
+            try:
+                report = pipeline.ingest(progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} chunks"))
+            except RagError as exc:
+                st.error(str(exc))
+            else:
+                bar.empty()
+                st.success(f"{report.documents} documents: {report.added} added, {report.updated} updated, "
+                           f"{report.removed} removed")
+        st.header("Answering")
+        st.radio("Mode", MODES, key="mode", horizontal=True,
+                 help="extractive works offline; llm needs OPENAI_API_KEY or OPENAI_BASE_URL; auto picks")
+        settings = pipeline.settings
+        if st.session_state.mode == "llm" and not (settings.openai_api_key or settings.openai_base_url):
+            st.warning("LLM mode needs OPENAI_API_KEY (or OPENAI_BASE_URL): answers stay extractive until then.")
+        st.slider("Passages to read (k)", 1, 20, key="k")
+        if st.button("Clear chat"):
+            st.session_state.messages = []
+
+
+def upload_articles(pipeline: Pipeline) -> None:
+    limit_mb = max(1, pipeline.settings.max_file_bytes // 1_000_000)
+    files = st.file_uploader("Add articles", type=["txt", "md", "markdown", "html", "htm"], accept_multiple_files=True,
+                             max_upload_size=limit_mb, help=f"Up to {limit_mb} MB each")
+    done = st.session_state.setdefault("uploaded", set())
+    for file in files or []:
+        if file.file_id in done:
+            continue
+        done.add(file.file_id)
+        try:
+            path, report = pipeline.add_upload(file.name, file.getvalue())
+        except RagError as exc:
+            st.error(f"{file.name} was not added: {exc}")
         else:
-            message = {"role": "assistant", **answer}
-            history.append(message)
-            show_answer(message)
+            st.success(f"{file.name} added as {path.name} ({report.chunks} chunks)")
+
+
+# ---- the page
+def main() -> None:
+    try:
+        pipeline = load_pipeline(Settings.from_env())
+    except RagError as exc:  # e.g. a nonsense setting in the environment
+        st.error(str(exc))
+        st.stop()
+    st.session_state.setdefault("messages", [])
+    st.session_state.setdefault("mode", pipeline.settings.mode)
+    st.session_state.setdefault("k", pipeline.settings.k)
+    st.title("Ask the news")
+    st.caption("Answers come only from the indexed articles; every sentence cites its passage.")
+    try:
+        ensure_index(pipeline)
+        with st.spinner("Loading the search index and model…"):
+            pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
+    except RagError as exc:
+        st.error(str(exc))
+        st.stop()
+    sidebar(pipeline)
+    for index, message in enumerate(st.session_state.messages):
+        with st.chat_message(message["role"]):
+            render_answer(message, index) if message["role"] == "assistant" else st.text(message["content"])
+    typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")
+    # A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
+    linked = st.query_params.get("q") if not st.session_state.get("asked_link") else None
+    st.session_state["asked_link"] = True
+    if question := typed or linked:
+        ask(pipeline, question)
+
+
+main()

@@ -61,18 +61,29 @@ def _rules() -> _Rules:
 
 def read_text(path: Path, max_bytes: int) -> str:
     """The file's text, or InputRejected with the reason it cannot be used."""
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise InputRejected(f"unsupported file type {path.suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    check_suffix(path.name)
     size = path.stat().st_size
     if size > max_bytes:
         raise InputRejected(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES)")
-    data = path.read_bytes()
+    return parse_bytes(path.read_bytes(), path.suffix)
+
+
+def check_suffix(name: str) -> str:
+    """The file type (lower-case suffix) if we can read it, else InputRejected naming what we can."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputRejected(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    return suffix
+
+
+def parse_bytes(data: bytes, suffix: str) -> str:
+    """Text from a file's bytes (HTML reduced to its text), or InputRejected with the reason."""
     if not data.strip():
         raise InputRejected("file is empty")
     if b"\x00" in data[:8192]:
         raise InputRejected("file looks binary (contains NUL bytes)")
     text = _decode(data)
-    if path.suffix.lower() in (".html", ".htm"):
+    if suffix.lower() in (".html", ".htm"):
         text = html_to_text(text)
     if not text.strip():
         raise InputRejected("file has no readable text")

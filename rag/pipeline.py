@@ -56,6 +56,22 @@ class Pipeline:
                 return (self.settings.data_dir / "texts" / f"{doc['content_hash']}.txt").read_text(encoding="utf-8")
         raise InputRejected(f"{source!r} is not an indexed document")
 
+    def status(self) -> dict[str, Any]:
+        """What the index holds: documents, chunks, near-duplicate groups, when it was last written."""
+        manifest = Manifest(self.settings.data_dir)
+        docs = manifest.documents.values()
+        groups = {frozenset([d["source"], *d.get("duplicates", [])]) for d in docs if d.get("duplicates")}
+        return {"documents": len(manifest.documents), "chunks": sum(d["chunks"] for d in docs),
+                "duplicate_groups": len(groups), "indexed_at": manifest.indexed_at,
+                "corpus_dir": str(self.settings.corpus_dir)}
+
+    def add_upload(self, filename: str, data: bytes):
+        """Save an uploaded article into the corpus directory and index it. Returns (path, IngestReport)."""
+        from rag.uploads import save_upload
+
+        path, _ = save_upload(filename, data, self.settings)
+        return path, self.ingest([path])
+
     def is_empty(self) -> bool:
         return not Manifest(self.settings.data_dir).documents
 
@@ -91,12 +107,13 @@ class Pipeline:
     def ask(self, question: str, history: Sequence[str] | None = None, *, k: int | None = None,
             mode: str | None = None, on_token: Callable[[str], None] | None = None):
         from rag.answer.citations import Answer
-        from rag.chat import condense
+        from rag.chat import condense, condense_with_llm
 
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         mode = self.settings.resolved_mode(mode)
-        query = condense(question, history)
+        history = [h for h in (history or []) if isinstance(h, str) and h.strip()]
+        query = condense_with_llm(question, history, self.settings) if mode == "llm" else condense(question, history)
         passages = self.retriever.search(query, _check_k(k) or self.settings.k)
         retrieved = time.perf_counter()
         answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)

@@ -11,6 +11,7 @@ behaviour, so one server serves every test:
   always-500     HTTP 500 every time
   401            invalid API key
   bad-json       a 200 whose body is not JSON
+  (any model)    a follow-up rewrite request ("Rewritten question:") gets "LAST (about: EARLIER)"
   judge          answers LlamaIndex's evaluator prompts: "YES" to faithfulness, "4.5" + reason to correctness
 POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
 Every request is counted per model; GET /stats returns the counts.
@@ -64,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
         if model == "bad-json":
             return self._send(200, b"this is not json")
         text = _judge_reply(body) if model == "judge" else REPLIES.get(model, REPLIES["cite-ok"])
+        if "Rewritten question:" in _prompt_text(body):
+            text = _rewrite(_prompt_text(body))
         if body.get("stream"):
             return self._stream(model, text)
         self._send(200, json.dumps(_completion(model, text)).encode())
@@ -100,8 +103,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+def _prompt_text(body: dict) -> str:
+    return " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+
+
+def _rewrite(prompt: str) -> str:
+    """The follow-up rewrite: 'LAST (about: EARLIER)', so tests can see the LLM's query was used."""
+    last = re.search(r"Last question: (.*)", prompt).group(1).strip()
+    earlier = re.findall(r"^- (.*)$", prompt, re.M)
+    return f"{last} (about: {earlier[-1]})" if earlier else last
+
+
 def _judge_reply(body: dict) -> str:
-    prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+    prompt = _prompt_text(body)
     return "4.5\nThe generated answer matches the reference." if "reference answer" in prompt.lower() else "YES"
 
 

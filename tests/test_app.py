@@ -1,30 +1,98 @@
-"""The minimal Streamlit chat, driven by Streamlit's own AppTest."""
+"""The Streamlit chat, driven by Streamlit's own AppTest against a real index and the real model."""
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 from streamlit.testing.v1 import AppTest
 
+from rag.render import escape_markdown as md
 
-@pytest.fixture
-def app(seeded, monkeypatch):
-    monkeypatch.setenv("RAG_DATA_DIR", str(seeded.settings.data_dir))
+HOSTILE = """Summit venue report
+
+The Budapest summit venue was inspected by Hungarian officials on Monday and found ready for the leaders.
+![tracker](http://127.0.0.1:9/leak?q=secret) <img src="http://127.0.0.1:9/img"> :red[ALERT] $x^2$ [click](javascript:alert(1))
+Officials said the venue inspection had been completed before the cancellation was announced.
+"""
+
+
+def start(monkeypatch, data_dir, corpus_dir=None, **env):
+    monkeypatch.setenv("RAG_DATA_DIR", str(data_dir))
+    if corpus_dir:
+        monkeypatch.setenv("RAG_CORPUS_DIR", str(corpus_dir))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     assert not at.exception
     return at
 
 
-def test_asks_and_shows_cited_answer(app):
-    app.chat_input[0].set_value("Why was the Budapest summit cancelled?").run()
-    assert not app.exception
-    answer = " ".join(t.value for t in app.text)
-    assert "[1]" in answer and "Lavrov" in answer
-    assert any(e.label.startswith("[1] ") for e in app.expander)
+def ask(at, question):
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception
+    return at
 
 
-def test_abstention_is_shown_as_a_warning(app):
-    app.chat_input[0].set_value("Who won the Super Bowl?").run()
-    assert app.warning and app.warning[0].value.startswith("The articles don't say")
+def shown(elements):
+    return "\n".join(e.value for e in elements)
+
+
+@pytest.fixture
+def app(seeded, monkeypatch):
+    return start(monkeypatch, seeded.settings.data_dir)
+
+
+@pytest.fixture
+def fresh(tmp_path, corpus, monkeypatch):
+    """A first start on an empty index over a writable two-article corpus."""
+    return start(monkeypatch, tmp_path / "data", corpus)
+
+
+def test_answer_links_each_marker_to_its_highlighted_source(app):
+    ask(app, "Why was the Budapest summit cancelled?")
+    answer = app.markdown[0].value
+    assert "Lavrov" in answer and "[\\[1\\]](#source-1-1)" in answer
+    headings = [h for h in app.subheader if h.value.startswith("\\[")]
+    assert headings[0].value.startswith("\\[1\\] ") and headings[0].proto.anchor == "source-1-1"
+    contexts = [m.value for m in app.markdown if ":orange-background[" in m.value]
+    assert len(contexts) == len(headings) and "Lavrov" in contexts[0]
+    assert md("seeds/") in shown(app.caption)
+
+
+def test_near_duplicates_say_also_in(app):
+    ask(app, "What did Rubio call Putin?")
+    assert "also in " + md("seeds/") in shown(app.caption)
+
+
+def test_abstention_looks_different_from_an_answer(app):
+    ask(app, "Who won the Super Bowl?")
+    assert app.warning[0].value.startswith(md("The articles don't say"))
+    assert not [h for h in app.subheader if h.value.startswith("\\[")]
+
+
+def test_follow_up_shows_the_rewritten_query(app):
+    ask(app, "Which oil companies were sanctioned?")
+    ask(app, "How did Moscow react to that?")
+    searched = [c.value for c in app.caption if c.value.startswith("Searched for:")]
+    assert searched and md("oil companies sanctioned") in searched[-1]
+    assert len([m for m in app.session_state["messages"] if m["role"] == "user"]) == 2
+
+
+def test_clear_chat_empties_the_history(app):
+    ask(app, "Which oil companies were sanctioned?")
+    next(b for b in app.button if b.label == "Clear chat").click().run()
+    assert app.session_state["messages"] == [] and not app.chat_message
+
+
+def test_settings_change_k_and_mode(app):
+    app.slider[0].set_value(2).run()
+    ask(app, "Which oil companies were sanctioned?")
+    assert len(app.session_state["messages"][-1]["citations"]) <= 2
+    app.slider[0].set_value(8).run()
+    app.radio[0].set_value("llm").run()
+    assert "LLM mode needs OPENAI_API_KEY" in shown(app.warning)
+    ask(app, "Which oil companies were sanctioned?")
+    assert md("LLM answer not used") in shown(app.info)  # and the extractive answer is still there
+    assert "Rosneft" in app.session_state["messages"][-1]["answer"]
 
 
 def test_a_link_with_a_question_asks_it_once(seeded, monkeypatch):
@@ -32,6 +100,78 @@ def test_a_link_with_a_question_asks_it_once(seeded, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["q"] = "Which oil companies were sanctioned?"
     at.run()
-    assert "Rosneft" in " ".join(t.value for t in at.text)
+    assert "Rosneft" in at.markdown[0].value
     at.run()  # a rerun does not ask again
     assert len([m for m in at.session_state["messages"] if m["role"] == "user"]) == 1
+
+
+def test_first_start_indexes_the_corpus_and_shows_its_status(fresh):
+    assert "2 documents" in shown(fresh.sidebar.caption)
+    ask(fresh, "Where are Rubio and Lavrov expected to attend a meeting later this month?")
+    assert "Malaysia" in fresh.markdown[0].value
+
+
+def test_upload_is_saved_under_a_generated_name_and_indexed(fresh, corpus):
+    fresh.sidebar.file_uploader[0].set_value(("../../outside.txt", HOSTILE.encode(), "text/plain")).run()
+    assert not fresh.exception
+    assert "outside.txt added as upload-" in shown(fresh.sidebar.success)
+    saved = [p.name for p in corpus.iterdir() if p.name.startswith("upload-")]
+    assert len(saved) == 1 and saved[0].endswith(".txt")
+    assert not (corpus.parent.parent / "outside.txt").exists()
+    fresh.run()
+    assert "3 documents" in shown(fresh.sidebar.caption)
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("empty.txt", b"   \n", "file is empty"),
+    ("blob.txt", b"\x00\x01\x02binary", "file looks binary"),
+    ("huge.txt", b"word " * 300_000, "over the 1,000,000-byte limit"),
+])
+# (Other file types never reach the app: the uploader widget itself refuses them; the library's own
+# check is tested in test_uploads.py.)
+def test_rejected_uploads_say_why_and_write_nothing(tmp_path, corpus, monkeypatch, name, data, reason):
+    at = start(monkeypatch, tmp_path / "data", corpus, RAG_MAX_FILE_BYTES="1000000")
+    before = sorted(p.name for p in corpus.iterdir())
+    at.sidebar.file_uploader[0].set_value((name, data, "text/plain")).run()
+    assert not at.exception
+    assert f"{name} was not added: " in shown(at.sidebar.error) and reason in shown(at.sidebar.error)
+    assert sorted(p.name for p in corpus.iterdir()) == before
+
+
+def test_hostile_article_text_is_shown_as_text(tmp_path, corpus, monkeypatch):
+    (corpus / "venue.txt").write_text(HOSTILE)
+    at = start(monkeypatch, tmp_path / "data", corpus)
+    ask(at, "Was the Budapest summit venue inspected by Hungarian officials?")
+    rendered = shown(at.markdown)
+    assert "venue" in rendered
+    assert "![" not in rendered and "](http" not in rendered and "<img" not in rendered
+    assert ":red[" not in rendered and "](javascript" not in rendered
+    assert not at.html
+
+
+def test_llm_timeout_falls_back_with_a_notice(seeded, llm_server, monkeypatch):
+    at = start(monkeypatch, seeded.settings.data_dir, OPENAI_BASE_URL=llm_server.base_url, OPENAI_API_KEY="k",
+               OPENAI_MODEL="hang", RAG_LLM_TIMEOUT="1", RAG_LLM_MAX_RETRIES="0")
+    ask(at, "Which oil companies were sanctioned?")
+    assert md("did not answer within 1 s") in shown(at.info)
+    assert "Rosneft" in at.markdown[0].value
+
+
+def test_llm_answers_are_cited_and_follow_ups_use_the_llm_rewrite(seeded, llm_server, monkeypatch):
+    at = start(monkeypatch, seeded.settings.data_dir, OPENAI_BASE_URL=llm_server.base_url, OPENAI_API_KEY="k",
+               OPENAI_MODEL="cite-ok")
+    ask(at, "Why was the Budapest summit cancelled?")
+    assert "(#source-1-1)" in at.markdown[0].value and not at.info
+    ask(at, "How did Moscow react to that?")
+    searched = [c.value for c in at.caption if c.value.startswith("Searched for:")]
+    assert "about\\: Why was the Budapest summit cancelled\\?" in searched[-1]
+
+
+def test_unreachable_chroma_server_is_a_message(tmp_path, monkeypatch):
+    at = start(monkeypatch, tmp_path / "data", tmp_path, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(free_port()))
+    assert "search unavailable" in shown(at.error)
+
+
+def test_the_app_never_renders_html(app):
+    assert "unsafe_allow_html" not in (ROOT / "app.py").read_text()
+    assert not app.html

@@ -27,7 +27,7 @@ _PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 MAX_ANSWER_TOKENS = 300
 
 
-def _prompt(name: str) -> str:
+def prompt(name: str) -> str:
     return (_PROMPTS / name).read_text(encoding="utf-8")
 
 
@@ -35,8 +35,8 @@ def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str,
     blocks = "\n".join(
         f'<passage id="{i}" title="{_attr(p.title)}">\n{p.text}\n</passage>' for i, p in enumerate(passages, start=1)
     )
-    user = Template(_prompt("answer_user.txt")).safe_substitute(passages=blocks, question=question)
-    return [{"role": "system", "content": _prompt("answer_system.txt")}, {"role": "user", "content": user}]
+    user = Template(prompt("answer_user.txt")).safe_substitute(passages=blocks, question=question)
+    return [{"role": "system", "content": prompt("answer_system.txt")}, {"role": "user", "content": user}]
 
 
 def _attr(text: str) -> str:

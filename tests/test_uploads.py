@@ -1,0 +1,41 @@
+"""Uploaded articles: checked like corpus files, saved under a generated name inside the corpus."""
+
+import pytest
+
+from rag.errors import InputRejected
+from rag.uploads import save_upload
+
+ARTICLE = b"Officials inspected the summit venue on Monday and said it was ready.\n"
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd.txt", "/abs/path.md", "CON.txt", "a\x00b.txt", "..\\win.html"])
+def test_the_uploaded_name_never_becomes_the_path(settings, name):
+    path, new = save_upload(name, ARTICLE, settings)
+    assert new and path.parent == settings.corpus_dir and path.name.startswith("upload-")
+    assert path.read_bytes() == ARTICLE
+
+
+def test_the_same_article_twice_is_one_file(settings):
+    first, new = save_upload("a.txt", ARTICLE, settings)
+    second, again = save_upload("b.txt", ARTICLE, settings)
+    assert first == second and new and not again
+    assert len(list(settings.corpus_dir.iterdir())) == 1
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("notes.pdf", b"%PDF-1.4", "unsupported file type '.pdf'"),
+    ("noext", ARTICLE, r"unsupported file type '\(none\)'"),
+    ("empty.txt", b"  \n", "file is empty"),
+    ("blob.txt", b"\x00\x01\x02", "file looks binary"),
+    ("page.html", b"<html><script>x()</script></html>", "file has no readable text"),
+])
+def test_bad_uploads_are_refused_and_nothing_is_written(settings, name, data, reason):
+    with pytest.raises(InputRejected, match=reason):
+        save_upload(name, data, settings)
+    assert not settings.corpus_dir.exists() or not list(settings.corpus_dir.iterdir())
+
+
+def test_size_limit(settings):
+    small = settings.replace(max_file_bytes=10)
+    with pytest.raises(InputRejected, match="over the 10-byte limit"):
+        save_upload("a.txt", ARTICLE, small)
