@@ -2,10 +2,11 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test baseline test-llm install clean
+.PHONY: run test baseline browser test-llm install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,9 +24,15 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
+# Debian's Chromium for the browser test (Playwright drives it; its own browser download cannot work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
+		echo "warning: chromium could not be installed: the browser test will be skipped"
+
 # The unit and integration tests, then the eval gate on evals/gold.jsonl (exits 1 naming any metric
 # below its threshold in evals/thresholds.toml). Reports land in build/eval.{json,md,png}.
-test: $(STAMP)
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --baseline evals/baseline.json --json build/eval.json --markdown build/eval.md
 

@@ -180,7 +180,10 @@ def main() -> None:
     sidebar(pipeline)
     for index, message in enumerate(st.session_state.messages):
         with st.chat_message(message["role"]):
-            render_answer(message, index) if message["role"] == "assistant" else st.text(message["content"])
+            if message["role"] == "assistant":
+                render_answer(message, index)
+            else:
+                st.text(message["content"])
     typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")
     # A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
     linked = st.query_params.get("q") if not st.session_state.get("asked_link") else None

@@ -13,6 +13,10 @@ import string
 from dataclasses import dataclass
 
 _ESCAPE = str.maketrans({ch: "\\" + ch for ch in string.punctuation})
+# Bare URLs, www. names and e-mail addresses are turned into links by the renderer whatever their
+# escaping; an invisible word joiner after "://", "www" and "@" keeps them plain text.
+_LINKISH = re.compile(r"(?i)(://|\bwww(?=\.)|@)")
+_JOINER = "\u2060"
 _MARKER = re.compile(r"\[(\d+)\]")
 CONTEXT_CHARS = 350  # shown either side of a quote when its paragraph is longer
 
@@ -22,6 +26,8 @@ def escape_markdown(text: str, *, inline: bool = False) -> str:
     indentation at line starts, which Markdown would read as a code block; `inline` pieces keep it."""
     if not inline:
         text = re.sub(r"(^|\n)[ \t]+", r"\1", text)
+    text = _LINKISH.sub(lambda m: m.group(1)[:-1] + _JOINER + m.group(1)[-1:] if m.group(1) == "://"
+                        else m.group(1) + _JOINER, text)
     return text.translate(_ESCAPE).replace("\n", "  \n")
 
 

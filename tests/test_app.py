@@ -75,6 +75,7 @@ def test_follow_up_shows_the_rewritten_query(app):
     searched = [c.value for c in app.caption if c.value.startswith("Searched for:")]
     assert searched and md("oil companies sanctioned") in searched[-1]
     assert len([m for m in app.session_state["messages"] if m["role"] == "user"]) == 2
+    assert not app.help and "None" not in shown(app.markdown)  # re-rendered history shows only the chat
 
 
 def test_clear_chat_empties_the_history(app):

@@ -31,7 +31,13 @@ def test_escaped_text_has_no_markup(text):
 @pytest.mark.parametrize("text", HOSTILE)
 def test_escaped_text_reads_as_the_original(text):
     out = html.unescape(rendered(escape_markdown(text)).replace("<p>", "").replace("</p>", "").replace("<br />", ""))
+    out = out.replace("\u2060", "")  # the invisible joiners that keep URLs from being linked
     assert " ".join(out.split()) == " ".join(text.split())
+
+
+def test_bare_urls_and_addresses_cannot_be_linkified():
+    out = rendered(escape_markdown("http://a.example/x www.b.example c@d.example"))
+    assert "://a" not in out and "www.b" not in out and "c@d" not in out  # a joiner sits inside each
 
 
 def test_only_known_markers_become_links():

