@@ -99,9 +99,11 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         expect(page.locator("#source-1-1")).to_be_in_viewport()
         page.screenshot(path=str(SCREENSHOTS / "budapest.png"), full_page=True)
 
+        started = time.perf_counter()
         chat.fill("Did Hungarian officials inspect the Budapest summit venue?")
         chat.press("Enter")
         page.locator('a[href="#source-3-1"]:not([aria-label])').wait_for(timeout=60_000)
+        warm = time.perf_counter() - started
         page.wait_for_timeout(1500)  # give any injected image time to be requested
         body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
         page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
@@ -110,5 +112,6 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
     assert ":red[ALERT]" in text and "<img src=" in text
     assert f'src="http://127.0.0.1:{attacker}' not in body and f'href="http://127.0.0.1:{attacker}' not in body
     assert _Attacker.hits == [], "an article's image or link made the browser call out"
-    print(f"\nbrowser: first start (index + model) {first_start:.1f} s, answer {answered:.1f} s")
-    Path(SCREENSHOTS / "timings.txt").write_text(f"first_start_s={first_start:.1f}\nanswer_s={answered:.1f}\n")
+    timings = f"first start (index + model) {first_start:.1f} s, first answer {answered:.1f} s, next {warm:.1f} s"
+    print(f"\nbrowser: {timings}")
+    Path(SCREENSHOTS / "timings.txt").write_text(timings + "\n")
