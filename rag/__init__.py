@@ -13,7 +13,8 @@ from typing import Any
 
 _EXPORTS = {
     "ask": "rag.api", "retrieve": "rag.api", "ingest": "rag.api", "get_retriever": "rag.api",
-    "get_pipeline": "rag.api", "Pipeline": "rag.pipeline", "Settings": "rag.config",
+    "get_pipeline": "rag.api", "sources": "rag.api", "Pipeline": "rag.pipeline", "Settings": "rag.config",
+    "Filters": "rag.filters", "GoldFileError": "rag.errors",
     "Answer": "rag.answer.citations", "Citation": "rag.answer.citations", "Passage": "rag.retrieval",
     "HybridRetriever": "rag.retrieval", "IngestReport": "rag.ingest",
     "RagError": "rag.errors", "ConfigError": "rag.errors", "InputRejected": "rag.errors",

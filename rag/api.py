@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rag.config import Settings
+from rag.filters import Filters
 from rag.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from rag.answer.citations import Answer
+    from rag.ingest import IngestReport
+    from rag.retrieval import HybridRetriever, Passage
 
 
 @lru_cache(maxsize=4)
@@ -20,26 +26,40 @@ def get_pipeline(settings: Settings | None = None) -> Pipeline:
 
 
 def ask(question: str, history: Sequence[str] | None = None, *, k: int | None = None, mode: str | None = None,
-        settings: Settings | None = None, on_token: Callable[[str], None] | None = None):
-    """Answer a question from the indexed articles; every sentence of the answer carries a [n] citation."""
-    return get_pipeline(settings).ask(question, history, k=k, mode=mode, on_token=on_token)
+        filters: Filters | Mapping[str, Any] | None = None, settings: Settings | None = None,
+        on_token: Callable[[str], None] | None = None) -> Answer:
+    """Answer a question from the indexed articles; every sentence of the answer carries a [n] citation.
+
+    Returns the `Answer` that `rag ask --json` prints (`answer.to_dict()`)."""
+    return get_pipeline(settings).ask(question, history, k=k, mode=mode, on_token=on_token, filters=filters)
 
 
-def retrieve(query: str, k: int | None = None, *, settings: Settings | None = None):
-    """The k best passages (hybrid dense + BM25, near-duplicates collapsed)."""
-    return get_pipeline(settings).retrieve(query, k)
+def retrieve(query: str, k: int | None = None, *, filters: Filters | Mapping[str, Any] | None = None,
+             history: Sequence[str] | None = None, settings: Settings | None = None) -> list[Passage]:
+    """The k best passages (hybrid dense + BM25, near-duplicates collapsed into `also_in`).
+
+    filters: {"source": [file names], "date_from": "YYYY-MM-DD", "date_to": "YYYY-MM-DD"}.
+    history: earlier questions, used to rewrite a follow-up query."""
+    return get_pipeline(settings).retrieve(query, k, filters=filters, history=history)
 
 
 def ingest(paths: Sequence[str | Path] | None = None, *, rebuild: bool = False, settings: Settings | None = None,
-           progress: Callable[[int, int], None] | None = None):
+           progress: Callable[[int, int], None] | None = None) -> IngestReport:
     """Index files or directories incrementally (default: the corpus directory)."""
     return get_pipeline(settings).ingest([Path(p) for p in paths] if paths else None, rebuild=rebuild,
                                          progress=progress)
 
 
-def get_retriever(settings: Settings | None = None, k: int | None = None):
+def sources(*, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The indexed documents: source, title, chunks, publisher, author, date, duplicates."""
+    return get_pipeline(settings).sources()
+
+
+def get_retriever(settings: Settings | None = None, k: int | None = None,
+                  filters: Filters | Mapping[str, Any] | None = None) -> HybridRetriever:
     """A LlamaIndex `BaseRetriever` over the index: use it in any LlamaIndex app."""
     retriever = get_pipeline(settings).retriever
     if k is not None:
         retriever.k = k
+    retriever.filters = Filters.parse(filters)
     return retriever

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rag.config import MODES, PROJECT_DIR, Settings
-from rag.errors import RagError
+from rag.errors import InputRejected, RagError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-gate", action="store_true", help="report only, never fail on thresholds")
     evaluate.add_argument("--judge", action="store_true",
                           help="also score with LlamaIndex's LLM judges (needs OPENAI_API_KEY; never gated)")
+
+    serve = sub.add_parser("serve", help="the REST API (FastAPI): /retrieve /ask /ingest /sources /healthz")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("mcp", help="an MCP server on stdio with `search` and `ask` tools")
+
+    bench = sub.add_parser("bench", help="load-test `rag serve` on loopback and print throughput and latency")
+    bench.add_argument("--clients", type=int, default=32)
+    bench.add_argument("--seconds", type=float, default=20.0)
+    bench.add_argument("--ask-share", type=float, default=0.2, help="share of requests that are /ask")
+    bench.add_argument("--chroma", action="store_true", help="also run against a `chroma run` server on loopback")
+    bench.add_argument("--url", help="an already running `rag serve` to drive instead of starting one")
 
     sources = sub.add_parser("sources", help="list indexed documents")
     sources.add_argument("--json", action="store_true")
@@ -208,12 +221,36 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.server import serve
+
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.mcp_server import run
+
+    run(settings)
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.bench import run_bench
+
+    if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
+        raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
+    return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,
+                     with_chroma=args.chroma, url=args.url)
+
+
 def _print_json(payload: Any) -> None:
     json.dump(payload, sys.stdout, ensure_ascii=False, indent=2)
     print()
 
 
-_COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources}
+_COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources,
+             "serve": _serve, "mcp": _mcp, "bench": _bench}
 
 if __name__ == "__main__":
     sys.exit(main())

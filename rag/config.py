@@ -36,6 +36,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "OPENAI_MODEL": ("openai_model", str),
     "RAG_LLM_TIMEOUT": ("llm_timeout", float),
     "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
+    "RAG_API_TOKEN": ("api_token", str),
+    "RAG_API_READ_TOKEN": ("api_read_token", str),
 }
 
 
@@ -58,6 +60,8 @@ class Settings:
     openai_model: str = "gpt-4o-mini"
     llm_timeout: float = 30.0
     llm_max_retries: int = 2
+    api_token: str | None = field(default=None, repr=False)  # required by the REST API's writes (/ingest)
+    api_read_token: str | None = field(default=None, repr=False)  # when set, reads need it (or api_token) too
     max_answer_words: int = 80
     max_question_chars: int = 2000
 

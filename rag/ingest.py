@@ -150,8 +150,11 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), reset=rebuild)
     manifest = Manifest(settings.data_dir)
 
-    plan = _plan(docs, manifest, store, settings, report)
-    _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report)
+    # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
+    # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
+    stale: set[str] = set()
+    plan = _plan(docs, manifest, store, settings, report, stale)
+    _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
     to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
     if to_embed:
         _embed_and_store(to_embed, store, get_embedder(settings), progress)
@@ -163,8 +166,10 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
         entry["duplicates"] = [manifest.documents[o]["source"] for o in groups.get(key, [])]
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
-    _refresh_keyword_index(store, settings.data_dir / "keyword")
+    digest = _refresh_keyword_index(store, settings.data_dir / "keyword", stale)
     manifest.save()
+    store.publish(digest)
+    store.delete(stale)
     report.documents = len(manifest.documents)
     report.chunks = store.count()
     report.seconds = round(time.perf_counter() - started, 2)
@@ -172,8 +177,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
 
 
 def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
-          report: IngestReport) -> list[tuple[Document, list[Chunk]]]:
-    """Per document: delete chunks that went, refresh the metadata of those that stay, return the new ones."""
+          report: IngestReport, stale: set[str]) -> list[tuple[Document, list[Chunk]]]:
+    """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, return the new ones."""
     plan = []
     for doc in docs:
         key = str(Path(doc.source).resolve())
@@ -184,7 +189,7 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         present = store.ids_for_path(key)
         fresh = [c for c in chunks if c.id not in present]
         kept = [c for c in chunks if c.id in present]
-        store.delete(present - set(ids))
+        stale |= present - set(ids)
         unchanged = bool(previous) and not fresh and all(
             previous.get(field) == value for field, value in _describe(doc).items())
         if unchanged:
@@ -227,12 +232,13 @@ def _save_text(data_dir: Path, doc: Document) -> None:
         os.replace(tmp, path)
 
 
-def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set[str], report: IngestReport) -> None:
+def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set[str], report: IngestReport,
+                    stale: set[str]) -> None:
     for key in list(manifest.documents):
         path = Path(key)
         if key in seen or path.exists() or not any(path.is_relative_to(r) for r in roots):
             continue
-        store.delete(store.ids_for_path(key))
+        stale |= store.ids_for_path(key)
         del manifest.documents[key]
         report.removed += 1
 
@@ -260,12 +266,17 @@ def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: 
             progress(done, len(items))
 
 
-def _refresh_keyword_index(store: Any, directory: Path) -> None:
+def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str] = frozenset()) -> str:
+    """Build the keyword index over the collection's chunks (less `exclude`) unless it is current;
+    returns its ids digest, the chunk set being published."""
     from rag.keyword import ids_digest
 
     current = KeywordIndex.load(directory)
-    ids = store.all_ids()
+    ids = [i for i in store.all_ids() if i not in exclude]
     if current is not None and current.digest == ids_digest(ids):
-        return
-    ids, texts, _ = store.all_chunks()
-    KeywordIndex.build(ids, texts).save(directory)
+        return current.digest
+    all_ids, texts, _ = store.all_chunks()
+    kept = [(i, t) for i, t in zip(all_ids, texts) if i not in exclude]
+    index = KeywordIndex.build([i for i, _ in kept], [t for _, t in kept])
+    index.save(directory)
+    return index.digest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +32,10 @@ class KeywordIndex:
     ids: list[str]
     digest: str
     _bm25: Any = None
+    id_set: frozenset[str] = field(init=False, repr=False)  # the published chunk ids, for filtering dense hits
+
+    def __post_init__(self) -> None:
+        self.id_set = frozenset(self.ids)
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str]) -> "KeywordIndex":

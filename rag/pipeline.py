@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rag.config import Settings
-from rag.errors import InputRejected, LLMUnavailable, StoreUnavailable
+from rag.errors import InputRejected, LLMUnavailable, RagError, StoreUnavailable
+from rag.filters import Filters
 from rag.manifest import Manifest
+
+REFRESH_SECONDS = 2.0  # how often a long-lived pipeline checks whether another process published an index
 
 
 def clean_question(question: str, max_chars: int) -> str:
@@ -33,6 +36,7 @@ class Pipeline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self._retriever = None
+        self._checked = 0.0
 
     # ---- ingestion
     def ingest(self, paths: Sequence[Path] | None = None, *, rebuild: bool = False,
@@ -79,8 +83,38 @@ class Pipeline:
     @property
     def retriever(self):
         if self._retriever is None:
-            self._retriever = self._open_retriever()
+            self._retriever, self._checked = self._open_retriever(), time.monotonic()
+        elif time.monotonic() - self._checked > REFRESH_SECONDS:
+            self._refresh()
         return self._retriever
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the store is open and the model loaded (after warm_up or a first query)."""
+        return self._retriever is not None
+
+    def _refresh(self) -> None:
+        """Pick up what another process published (a shared data dir, or a Chroma server several
+        replicas share): reload the keyword index, or rebuild it from the collection once that holds
+        exactly the published chunk set (never from the middle of someone else's ingest)."""
+        from rag.keyword import KeywordIndex, ids_digest
+
+        self._checked = time.monotonic()
+        store, mine = self._retriever.store, self._retriever.keyword_digest
+        try:
+            published = store.published()
+            if published is None or published == mine:
+                return
+            directory = self.settings.data_dir / "keyword"
+            local = KeywordIndex.load(directory)
+            if local is None or local.digest != published:
+                if ids_digest(store.all_ids()) != published:
+                    return  # an ingest is under way elsewhere: keep serving the last whole index
+                ids, texts, _ = store.all_chunks()
+                KeywordIndex.build(ids, texts).save(directory)
+        except RagError:
+            return  # the query itself will report the store's state
+        self._retriever = self._open_retriever()
 
     def _open_retriever(self):
         from rag.embeddings import embedding_dimension, get_embedder
@@ -92,29 +126,36 @@ class Pipeline:
         store = open_store(self.settings, model, embedding_dimension(model), create=False)
         manifest = Manifest(self.settings.data_dir).documents.values()
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
+        dates = {d["source"]: d.get("date") for d in manifest}
         keyword = KeywordIndex.load(self.settings.data_dir / "keyword")
-        return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k)
+        return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k, dates=dates)
 
     def warm_up(self) -> None:
         """Open the store and load the embedding model now rather than on the first question."""
         self.retriever.embedder.get_query_embedding("warm up")
 
-    def retrieve(self, query: str, k: int | None = None):
-        query = clean_question(query, self.settings.max_question_chars)
-        return self.retriever.search(query, _check_k(k) or self.settings.k)
+    def retrieve(self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, Any] | None = None,
+                 history: Sequence[str] | None = None):
+        """The k best passages for a query (rewritten with `history` when it is a follow-up)."""
+        from rag.chat import condense
+
+        query = condense(clean_question(query, self.settings.max_question_chars), _clean_history(history))
+        return self.retriever.search(query, _check_k(k) or self.settings.k, Filters.parse(filters))
 
     # ---- answering
     def ask(self, question: str, history: Sequence[str] | None = None, *, k: int | None = None,
-            mode: str | None = None, on_token: Callable[[str], None] | None = None):
+            mode: str | None = None, on_token: Callable[[str], None] | None = None,
+            filters: Filters | Mapping[str, Any] | None = None):
         from rag.answer.citations import Answer
         from rag.chat import condense, condense_with_llm
 
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         mode = self.settings.resolved_mode(mode)
-        history = [h for h in (history or []) if isinstance(h, str) and h.strip()]
+        history = _clean_history(history)
+        filters = Filters.parse(filters)
         query = condense_with_llm(question, history, self.settings) if mode == "llm" else condense(question, history)
-        passages = self.retriever.search(query, _check_k(k) or self.settings.k)
+        passages = self.retriever.search(query, _check_k(k) or self.settings.k, filters)
         retrieved = time.perf_counter()
         answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)
         if mode == "llm":
@@ -142,6 +183,12 @@ class Pipeline:
         result = answer_extractive(answer.query, answer.passages, self.retriever.embedder,
                                    self.settings.max_answer_words)
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
+
+
+def _clean_history(history: Sequence[str] | None) -> list[str]:
+    if history is not None and (isinstance(history, str) or not isinstance(history, Sequence)):
+        raise InputRejected("history must be a list of earlier questions")
+    return [h for h in (history or []) if isinstance(h, str) and h.strip()]
 
 
 def _check_k(k: int | None) -> int | None:

@@ -12,10 +12,12 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from rag.filters import Filters
 from rag.text import containment, shingles
 
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
 CANDIDATES_PER_RETRIEVER = 20
+FILTER_WIDENING = 5
 COLLAPSE_CONTAINMENT = 0.2  # 3-shingle containment above which two passages of duplicate documents say the same
 
 
@@ -52,8 +54,11 @@ class HybridRetriever(BaseRetriever):
     (failing offline without OpenAI settings) and has no notion of duplicate documents."""
 
     def __init__(self, store: Any, keyword_index: Any, embedder: Any, duplicates: dict[str, list[str]],
-                 k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER) -> None:
+                 k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER, dates: dict[str, str | None] | None = None,
+                 filters: Filters | None = None) -> None:
         super().__init__()
+        self._dates = dates or {}  # source -> the date the article states, for date filters
+        self.filters = filters  # applied by retrieve() too, so LlamaIndex apps get them
         self._store = store
         self._keyword = keyword_index
         self._embedder = embedder
@@ -65,16 +70,27 @@ class HybridRetriever(BaseRetriever):
     def embedder(self) -> Any:
         return self._embedder
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k)]
+    @property
+    def store(self) -> Any:
+        return self._store
+
+    @property
+    def keyword_digest(self) -> str | None:
+        return self._keyword.digest if self._keyword else None
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
+        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k, filters or self.filters)]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._fuse(query_bundle.query_str, self.k)
+        return self._fuse(query_bundle.query_str, self.k, self.filters)
 
-    def _fuse(self, query: str, k: int) -> list[NodeWithScore]:
-        candidates = max(self._candidates, 2 * k)
+    def _fuse(self, query: str, k: int, filters: Filters | None = None) -> list[NodeWithScore]:
+        # A filter is applied to the candidates, so look further down both rankings for enough of them.
+        candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
         dense = self._store.query(self._embedder.get_query_embedding(query), candidates)
         keyword = self._keyword.search(query, candidates) if self._keyword else []
+        if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
+            dense = [(i, score) for i, score in dense if i in self._keyword.id_set]
         fused: dict[str, float] = {}
         for ranking in (dense, keyword):
             for rank, (chunk_id, _) in enumerate(ranking, start=1):
@@ -87,6 +103,8 @@ class HybridRetriever(BaseRetriever):
             if chunk_id not in records:
                 continue  # deleted between the two look-ups
             text, meta = records[chunk_id]
+            if filters and not filters.allows(meta["source"], self._dates.get(meta["source"])):
+                continue
             if self._collapse_into(kept, text, meta["source"]):
                 continue
             node = TextNode(id_=chunk_id, text=text, metadata={

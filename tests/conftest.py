@@ -107,3 +107,45 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+class RagServer:
+    """`rag serve` in its own process on a free loopback port."""
+
+    def __init__(self, data_dir: Path, log: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {**os.environ, "RAG_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **env}
+        self.log = log.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(self.port)],
+                                     env=environ, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+        def up() -> bool:
+            try:
+                urllib.request.urlopen(f"{self.url}/openapi.json", timeout=1)
+                return True
+            except OSError:
+                return False
+
+        if not wait_until(up, 90):
+            self.stop()
+            raise RuntimeError(f"rag serve did not start: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture
+def rag_server(tmp_path):
+    """Start `rag serve` over a data dir with extra env vars: rag_server(data_dir, NAME=value, ...)."""
+    servers = []
+
+    def start(data_dir: Path, **env: str) -> RagServer:
+        servers.append(RagServer(data_dir, tmp_path / f"serve-{len(servers)}.log", **env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -39,6 +39,9 @@ def _guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+PUBLISHED_KEY = "published_ids"
+
+
 @dataclass
 class ChunkStore:
     collection: Any  # chromadb Collection
@@ -91,6 +94,18 @@ class ChunkStore:
         order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
         return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
                 [got["metadatas"][i] for i in order])
+
+    @_guarded
+    def publish(self, digest: str) -> None:
+        """Record, in the collection itself, which chunk set readers may use: the ids digest of the
+        keyword index built over it. Readers in other processes compare it with theirs."""
+        metadata = {k: v for k, v in self.contract.items() if not k.startswith("hnsw:")}  # fixed at creation
+        self.collection.modify(metadata={**metadata, PUBLISHED_KEY: digest})
+
+    @_guarded
+    def published(self) -> str | None:
+        """The digest the last finished ingest published (re-read from the store, not cached)."""
+        return (self.client.get_collection(self.collection.name).metadata or {}).get(PUBLISHED_KEY)
 
     @_guarded
     def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:

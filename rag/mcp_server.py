@@ -1,0 +1,43 @@
+"""`rag mcp`: an MCP server on stdio (the official `mcp` SDK) with two tools over the same contract.
+
+    search(query, k, source, date_from, date_to, history) -> passages, as POST /retrieve returns them
+    ask(question, history, k, mode)                        -> the answer, as `rag ask --json` prints it
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rag.config import Settings
+from rag.pipeline import Pipeline
+
+
+def build_server(settings: Settings) -> Any:
+    from mcp.server.mcpserver import MCPServer
+
+    pipeline = Pipeline(settings)
+    server = MCPServer("newsrag", instructions="Search a news corpus and answer with citations to exact passages.")
+
+    @server.tool()
+    def search(query: str, k: int = 5, source: list[str] | None = None, date_from: str | None = None,
+               date_to: str | None = None, history: list[str] | None = None) -> list[dict[str, Any]]:
+        """The k most relevant passages from the indexed news articles, each with its source file, title,
+        character offsets and score. Filter by source file names and by article date (YYYY-MM-DD)."""
+        filters = {"source": source, "date_from": date_from, "date_to": date_to}
+        filters = {key: value for key, value in filters.items() if value}
+        return [p.to_dict() for p in pipeline.retrieve(query, k, filters=filters or None, history=history)]
+
+    @server.tool()
+    def ask(question: str, history: list[str] | None = None, k: int | None = None,
+            mode: str | None = None) -> dict[str, Any]:
+        """Answer a question from the articles. Every sentence carries a [n] marker; `citations` give the
+        exact quote, file and offsets. Abstains with "The articles don't say." when they do not."""
+        answer = pipeline.ask(question, history, k=k, mode=mode).to_dict()
+        answer.pop("passages")  # the citations carry what a caller needs; keeps the reply small
+        return answer
+
+    return server
+
+
+def run(settings: Settings) -> None:
+    build_server(settings).run("stdio")

@@ -1,0 +1,195 @@
+"""`rag serve`: the REST API. FastAPI over the same `Pipeline` and the same JSON as the CLI.
+
+    POST /retrieve   {"query", "k", "filters", "history"}            -> [Passage]
+    POST /ask        {"question", "history", "k", "mode", "filters"}  -> Answer (as `rag ask --json`)
+    POST /ask/stream  same body, server-sent events: token*, then answer (or error)
+    POST /ingest     {"documents": [{"filename", "text"}], "rebuild"} -> IngestReport  (needs RAG_API_TOKEN)
+    GET  /sources, GET /healthz, GET /openapi.json, GET /docs
+
+Reads run concurrently in the worker pool; one ingest at a time (a second gets 409); readers keep
+the last published index until an ingest has finished (see rag.ingest).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+from typing import Any, Iterator, Literal
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from rag.config import Settings
+from rag.errors import (
+    ConfigError,
+    InputRejected,
+    LLMUnavailable,
+    RagError,
+    StoreBusy,
+    StoreMismatch,
+    StoreUnavailable,
+)
+from rag.pipeline import Pipeline
+
+MAX_READ_BODY = 64_000  # bytes: a question, its history and filters
+STATUS = {InputRejected: 422, ConfigError: 422, StoreBusy: 409, StoreMismatch: 409, StoreUnavailable: 503,
+          LLMUnavailable: 502}
+
+
+class RetrieveRequest(BaseModel):
+    query: str
+    k: int | None = Field(None, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+    history: list[str] = Field(default_factory=list, max_length=20)
+
+
+class AskRequest(BaseModel):
+    question: str
+    history: list[str] = Field(default_factory=list, max_length=20)
+    k: int | None = Field(None, ge=1, le=50)
+    mode: Literal["auto", "extractive", "llm"] | None = None
+    filters: dict[str, Any] | None = None
+
+
+class Document(BaseModel):
+    filename: str = Field(description="used for its extension only (.txt, .md, .html); the file is saved "
+                                      "under a name derived from its content")
+    text: str
+
+
+class IngestRequest(BaseModel):
+    documents: list[Document] = Field(default_factory=list, description="articles to add; none: re-index the corpus")
+    rebuild: bool = False
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    pipeline = Pipeline(settings)
+    app = FastAPI(title="newsrag", version="1", description="Cited question answering over a news corpus.")
+    app.state.pipeline = pipeline
+    reader, writer = _auth(settings, write=False), _auth(settings, write=True)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        limit = 2 * settings.max_file_bytes if request.url.path == "/ingest" else MAX_READ_BODY
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return _error(413, f"request body is {int(length):,} bytes; the limit here is {limit:,}")
+        return await call_next(request)
+
+    @app.exception_handler(RagError)
+    async def rag_error(_: Request, exc: RagError):
+        status = getattr(exc, "status", None) or next((c for kind, c in STATUS.items() if isinstance(exc, kind)), 500)
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return _error(422, problems)
+
+    @app.post("/retrieve", dependencies=[Depends(reader)])
+    def retrieve(body: RetrieveRequest) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in pipeline.retrieve(body.query, body.k, filters=body.filters, history=body.history)]
+
+    @app.post("/ask", dependencies=[Depends(reader)])
+    def ask(body: AskRequest) -> dict[str, Any]:
+        return pipeline.ask(body.question, body.history, k=body.k, mode=body.mode, filters=body.filters).to_dict()
+
+    @app.post("/ask/stream", dependencies=[Depends(reader)])
+    def ask_stream(body: AskRequest) -> StreamingResponse:
+        return StreamingResponse(_stream_answer(pipeline, body), media_type="text/event-stream")
+
+    @app.post("/ingest", dependencies=[Depends(writer)])
+    def ingest(body: IngestRequest) -> dict[str, Any]:
+        if not body.documents:
+            return pipeline.ingest(rebuild=body.rebuild).to_dict()
+        from rag.uploads import save_upload
+
+        saved = [save_upload(d.filename, d.text.encode("utf-8"), settings)[0] for d in body.documents]
+        return pipeline.ingest(saved, rebuild=body.rebuild).to_dict()
+
+    @app.get("/sources", dependencies=[Depends(reader)])
+    def sources() -> list[dict[str, Any]]:
+        return pipeline.sources()
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        health = _health(pipeline)
+        return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
+
+    return app
+
+
+def _health(pipeline: Pipeline) -> dict[str, Any]:
+    settings = pipeline.settings
+    store: dict[str, Any] = {"kind": "chroma-server" if settings.chroma_host else "embedded",
+                             "documents": pipeline.status()["documents"]}
+    try:
+        store["chunks"] = pipeline.retriever.store.count()
+        store["ok"] = True
+    except RagError as exc:
+        store.update(ok=False, error=str(exc))
+    model = {"name": settings.embed_model, "loaded": pipeline.is_loaded}
+    return {"status": "ok" if store["ok"] else "degraded", "store": store, "model": model,
+            "mode": settings.resolved_mode()}
+
+
+def _stream_answer(pipeline: Pipeline, body: AskRequest) -> Iterator[str]:
+    """Server-sent events: `token` as the LLM writes, then `answer` (the full JSON) or `error`."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def work() -> None:
+        try:
+            answer = pipeline.ask(body.question, body.history, k=body.k, mode=body.mode, filters=body.filters,
+                                  on_token=lambda t: events.put(("token", {"text": t})))
+            events.put(("answer", answer.to_dict()))
+        except RagError as exc:
+            events.put(("error", {"error": str(exc)}))
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        kind, data = events.get()
+        yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        if kind != "token":
+            return
+
+
+def _auth(settings: Settings, *, write: bool):
+    """A dependency checking `Authorization: Bearer <token>`: always for writes, for reads when configured."""
+
+    def check(authorization: str | None = Header(default=None)) -> None:
+        accepted = [settings.api_token] if write else [settings.api_read_token, settings.api_token]
+        if write and not settings.api_token:
+            raise _HTTPError(403, "ingest over HTTP is disabled: start the server with RAG_API_TOKEN set")
+        if not write and not settings.api_read_token:
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not given or not any(t and secrets.compare_digest(given, t) for t in accepted):
+            raise _HTTPError(401, "missing or wrong token: send Authorization: Bearer <token>")
+
+    return check
+
+
+class _HTTPError(InputRejected):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    app = create_app(settings)
+    try:
+        app.state.pipeline.warm_up()  # load the model before the first request, not during it
+    except RagError:
+        pass  # /healthz reports it; requests get the error
+    uvicorn.run(app, host=host, port=port, log_level="warning")
