@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from rag.config import Settings
+from rag.errors import RagError
 from rag.pipeline import Pipeline
 
 
 def build_server(settings: Settings) -> Any:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
     pipeline = Pipeline(settings)
     server = MCPServer("newsrag", instructions="Search a news corpus and answer with citations to exact passages.")
@@ -25,18 +28,29 @@ def build_server(settings: Settings) -> Any:
         character offsets and score. Filter by source file names and by article date (YYYY-MM-DD)."""
         filters = {"source": source, "date_from": date_from, "date_to": date_to}
         filters = {key: value for key, value in filters.items() if value}
-        return [p.to_dict() for p in pipeline.retrieve(query, k, filters=filters or None, history=history)]
+        with _as_tool_error(ToolError):
+            return [p.to_dict() for p in pipeline.retrieve(query, k, filters=filters or None, history=history)]
 
     @server.tool()
     def ask(question: str, history: list[str] | None = None, k: int | None = None,
             mode: str | None = None) -> dict[str, Any]:
         """Answer a question from the articles. Every sentence carries a [n] marker; `citations` give the
         exact quote, file and offsets. Abstains with "The articles don't say." when they do not."""
-        answer = pipeline.ask(question, history, k=k, mode=mode).to_dict()
+        with _as_tool_error(ToolError):
+            answer = pipeline.ask(question, history, k=k, mode=mode).to_dict()
         answer.pop("passages")  # the citations carry what a caller needs; keeps the reply small
         return answer
 
     return server
+
+
+@contextmanager
+def _as_tool_error(tool_error: type[Exception]) -> Iterator[None]:
+    """Our errors reach the MCP client with their message (the SDK hides other exceptions' text)."""
+    try:
+        yield
+    except RagError as exc:
+        raise tool_error(str(exc)) from None
 
 
 def run(settings: Settings) -> None:
