@@ -94,31 +94,36 @@ class Pipeline:
         return self._retriever is not None
 
     def _refresh(self) -> None:
-        """Pick up what another process published (a shared data dir, or a Chroma server several
-        replicas share): reload the keyword index, or rebuild it from the collection once that holds
-        exactly the published chunk set (never from the middle of someone else's ingest)."""
-        from rag.keyword import KeywordIndex, ids_digest
-
+        """Pick up an index another process published (a shared data dir, or replicas sharing one
+        Chroma server): reopen when the store's published digest is not the one we serve."""
         self._checked = time.monotonic()
-        store, mine = self._retriever.store, self._retriever.keyword_digest
         try:
-            published = store.published()
-            if published is None or published == mine:
-                return
-            directory = self.settings.data_dir / "keyword"
-            local = KeywordIndex.load(directory)
-            if local is None or local.digest != published:
-                if ids_digest(store.all_ids()) != published:
-                    return  # an ingest is under way elsewhere: keep serving the last whole index
-                ids, texts, _ = store.all_chunks()
-                KeywordIndex.build(ids, texts).save(directory)
+            published = self._retriever.store.published()
         except RagError:
             return  # the query itself will report the store's state
-        self._retriever = self._open_retriever()
+        if published is not None and published != self._retriever.keyword_digest:
+            self._retriever = self._open_retriever()
+
+    def _keyword_index(self, store):
+        """The local keyword index, rebuilt from the collection when the store has published a chunk set
+        this data dir lacks, but only once the collection holds exactly that set (never from the middle
+        of another process's ingest)."""
+        from rag.keyword import KeywordIndex, ids_digest
+
+        directory = self.settings.data_dir / "keyword"
+        local = KeywordIndex.load(directory)
+        published = store.published()
+        if published is None or (local is not None and local.digest == published):
+            return local
+        if ids_digest(store.all_ids()) != published:
+            return local  # an ingest is under way elsewhere: serve the last whole index we have
+        ids, texts, _ = store.all_chunks()
+        rebuilt = KeywordIndex.build(ids, texts)
+        rebuilt.save(directory)
+        return rebuilt
 
     def _open_retriever(self):
         from rag.embeddings import embedding_dimension, get_embedder
-        from rag.keyword import KeywordIndex
         from rag.retrieval import HybridRetriever
         from vectorstore import open_store
 
@@ -127,7 +132,7 @@ class Pipeline:
         manifest = Manifest(self.settings.data_dir).documents.values()
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
         dates = {d["source"]: d.get("date") for d in manifest}
-        keyword = KeywordIndex.load(self.settings.data_dir / "keyword")
+        keyword = self._keyword_index(store)
         return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k, dates=dates)
 
     def warm_up(self) -> None:

@@ -64,3 +64,46 @@ def test_server_down_mid_session_then_back(settings, corpus, tmp_path):
         assert pipeline.retrieve("Tomahawk", k=1)  # same pipeline, no restart of ours
     finally:
         stop(proc)
+
+
+def test_replicas_sharing_a_server_see_only_published_chunk_sets(settings, corpus, chroma_server, tmp_path,
+                                                                  monkeypatch):
+    import rag.pipeline
+
+    monkeypatch.setattr(rag.pipeline, "REFRESH_SECONDS", 0.0)
+    writer = Pipeline(settings.replace(chroma_host="127.0.0.1", chroma_port=chroma_server, collection="shared"))
+    writer.ingest([corpus])
+    # A replica with a data dir of its own: its keyword index is rebuilt from what the server published.
+    reader = Pipeline(writer.settings.replace(data_dir=tmp_path / "replica"))
+    hit = reader.retrieve("bipartisan bill 500% tariff", k=1)[0]
+    assert "500%" in hit.text and hit.keyword_score is not None
+    # Chunks written but not yet published (an ingest under way) are invisible to readers...
+    store = writer.retriever.store
+    vector = writer.retriever.embedder.get_text_embedding("Zanzibar ferry timetable announced")
+    store.upsert(["f" * 32], [vector], ["Zanzibar ferry timetable announced"],
+                 [{"source": "x.txt", "path": "/x.txt", "title": "x", "start": 0, "end": 1}])
+    assert all(p.id != "f" * 32 for p in reader.retrieve("Zanzibar ferry timetable", k=5))
+    store.delete(["f" * 32])
+    # ...and a finished ingest elsewhere is picked up without restarting the reader.
+    (corpus / "new.txt").write_text("Officials in Zanzibar announced a new ferry timetable for the islands.\n")
+    writer.ingest([corpus])
+    assert "Zanzibar" in reader.retrieve("Zanzibar ferry timetable", k=1)[0].text
+
+
+def test_eval_and_serve_use_the_chroma_server(settings, corpus, chroma_server, tmp_path, rag_server):
+    import httpx
+
+    from rag.evaluation import run_eval
+
+    remote = settings.replace(chroma_host="127.0.0.1", chroma_port=chroma_server, collection="served")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "a", "question": "What tariff does the Senate bill propose?", "answer": "500%", '
+                    '"facts": [["500%"]], "sources": ["002_f2e8e39dc4325990.txt"], "answerable": true}\n')
+    result = run_eval(gold, remote, corpus=corpus)
+    assert result.metrics["fact_recall"] == 1.0 and not list((remote.data_dir / "evals").glob("*/chroma"))
+    Pipeline(remote).ingest([corpus])
+    server = rag_server(remote.data_dir, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_server),
+                        RAG_COLLECTION="served")
+    assert httpx.get(f"{server.url}/healthz").json()["store"]["kind"] == "chroma-server"
+    hits = httpx.post(f"{server.url}/retrieve", json={"query": "Tomahawk missiles", "k": 2}).json()
+    assert len(hits) == 2
