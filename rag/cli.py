@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the REST API (FastAPI): /retrieve /ask /ingest /sources /healthz")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model "
+                       "(about 700 MB each); one per core is a good start")
 
     sub.add_parser("mcp", help="an MCP server on stdio with `search` and `ask` tools")
 
@@ -72,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--ask-share", type=float, default=0.2, help="share of requests that are /ask")
     bench.add_argument("--chroma", action="store_true", help="also run against a `chroma run` server on loopback")
     bench.add_argument("--url", help="an already running `rag serve` to drive instead of starting one")
+    bench.add_argument("--workers", type=int, default=2, help="`rag serve --workers` for the servers it starts")
 
     sources = sub.add_parser("sources", help="list indexed documents")
     sources.add_argument("--json", action="store_true")
@@ -224,7 +227,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.server import serve
 
-    serve(settings, args.host, args.port)
+    if not 1 <= args.workers <= 64:
+        raise InputRejected(f"--workers must be between 1 and 64, got {args.workers}")
+    serve(settings, args.host, args.port, args.workers)
     return 0
 
 
@@ -241,7 +246,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,
-                     with_chroma=args.chroma, url=args.url)
+                     with_chroma=args.chroma, url=args.url, workers=args.workers)
 
 
 def _print_json(payload: Any) -> None:

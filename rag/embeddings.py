@@ -6,6 +6,8 @@ Models are LlamaIndex `BaseEmbedding`s, so the retriever's embedder is any Llama
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from rag.config import LOCAL_EMBED_MODEL, Settings
@@ -52,3 +54,66 @@ def _load(settings: Settings) -> "BaseEmbedding":
     return OpenAIEmbedding(model=settings.embed_model.removeprefix("openai:"), api_key=settings.openai_api_key,
                            api_base=settings.openai_base_url, timeout=settings.llm_timeout,
                            max_retries=settings.llm_max_retries)
+
+
+class BatchedQueries:
+    """An embedder whose query embeddings are batched across concurrent callers.
+
+    Under load (the REST API's worker threads) one model call for 20 queries costs little more than
+    for one; calling once per query makes every request wait for all the others. The first caller to
+    find the model idle embeds everything pending, in rounds, while the rest wait for their vector
+    (leader/follower, no extra thread). Everything else is passed through to the wrapped embedder.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, embedder: "BaseEmbedding"):
+        self.embedder = embedder
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, Future]] = []
+        self._busy = False
+
+    def get_query_embedding(self, query: str) -> list[float]:
+        future: Future = Future()
+        with self._lock:
+            self._pending.append((query, future))
+            lead = not self._busy
+            self._busy = True
+        if lead:
+            self._drain()
+        return future.result()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
+                if not batch:
+                    self._busy = False
+                    return
+            try:
+                vectors = self._embed_queries([query for query, _ in batch])
+            except BaseException as exc:  # every waiter gets the failure, not a hang
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors):
+                future.set_result(vector)
+
+    def _embed_queries(self, queries: list[str]) -> list[list[float]]:
+        embed = getattr(self.embedder, "_embed", None)  # HuggingFaceEmbedding's batch call, with the query prompt
+        if embed is not None and len(queries) > 1:
+            return [list(v) for v in embed(queries, prompt_name="query")]
+        return [self.embedder.get_query_embedding(q) for q in queries]
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+
+_batched: dict[int, BatchedQueries] = {}
+
+
+def batched(embedder: "BaseEmbedding") -> BatchedQueries:
+    """The one query batcher of an embedder."""
+    if id(embedder) not in _batched:
+        _batched[id(embedder)] = BatchedQueries(embedder)
+    return _batched[id(embedder)]

@@ -123,7 +123,7 @@ class Pipeline:
         return rebuilt
 
     def _open_retriever(self):
-        from rag.embeddings import embedding_dimension, get_embedder
+        from rag.embeddings import batched, embedding_dimension, get_embedder
         from rag.retrieval import HybridRetriever
         from vectorstore import open_store
 
@@ -133,11 +133,22 @@ class Pipeline:
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
         dates = {d["source"]: d.get("date") for d in manifest}
         keyword = self._keyword_index(store)
-        return HybridRetriever(store, keyword, get_embedder(self.settings), duplicates, k=self.settings.k, dates=dates)
+        return HybridRetriever(store, keyword, batched(get_embedder(self.settings)), duplicates, k=self.settings.k, dates=dates)
 
-    def warm_up(self) -> None:
-        """Open the store and load the embedding model now rather than on the first question."""
+    def warm_up(self, sentences: int = 0) -> None:
+        """Open the store and load the embedding model now rather than on the first question. With
+        `sentences`, also embed up to that many corpus sentences for the extractive answerer (a server
+        does this once at start so its first answers are as fast as later ones)."""
         self.retriever.embedder.get_query_embedding("warm up")
+        if sentences:
+            from rag.answer.citations import candidate_sentences
+            from rag.answer.extractive import sentence_vectors
+            from rag.retrieval import Passage
+
+            _, texts, metas = self.retriever.store.all_chunks()
+            pool = [s.text for text, meta in zip(texts, metas)
+                    for s in candidate_sentences(Passage("", text, meta.get("source", ""), "", 0, len(text), 0.0))]
+            sentence_vectors(self.retriever.embedder, list(dict.fromkeys(pool))[:sentences])
 
     def retrieve(self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, Any] | None = None,
                  history: Sequence[str] | None = None):
@@ -160,13 +171,14 @@ class Pipeline:
         history = _clean_history(history)
         filters = Filters.parse(filters)
         query = condense_with_llm(question, history, self.settings) if mode == "llm" else condense(question, history)
-        passages = self.retriever.search(query, _check_k(k) or self.settings.k, filters)
+        vector = self.retriever.embedder.get_query_embedding(query)  # once, for retrieval and the answerer
+        passages = self.retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
         retrieved = time.perf_counter()
         answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)
         if mode == "llm":
             self._answer_with_llm(answer, on_token)
         if answer.mode == "extractive":
-            self._answer_extractively(answer)
+            self._answer_extractively(answer, vector)
         done = time.perf_counter()
         answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
                              "total": _ms(done - started)}
@@ -182,11 +194,11 @@ class Pipeline:
             answer.mode = "extractive"
             answer.notice = f"LLM answer not used: {exc}. Showing the extractive answer instead."
 
-    def _answer_extractively(self, answer) -> None:
+    def _answer_extractively(self, answer, query_vector) -> None:
         from rag.answer.extractive import answer_extractive
 
         result = answer_extractive(answer.query, answer.passages, self.retriever.embedder,
-                                   self.settings.max_answer_words)
+                                   self.settings.max_answer_words, query_vector=query_vector)
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
 
 

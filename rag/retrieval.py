@@ -7,7 +7,7 @@ app; `search()` returns our `Passage` records for the answerers and the CLI.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -78,16 +78,20 @@ class HybridRetriever(BaseRetriever):
     def keyword_digest(self) -> str | None:
         return self._keyword.digest if self._keyword else None
 
-    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
-        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k, filters or self.filters)]
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
+               query_vector: Sequence[float] | None = None) -> list[Passage]:
+        """The k best passages; pass `query_vector` when the caller has embedded the query already."""
+        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k, filters or self.filters, query_vector)]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self._fuse(query_bundle.query_str, self.k, self.filters)
 
-    def _fuse(self, query: str, k: int, filters: Filters | None = None) -> list[NodeWithScore]:
+    def _fuse(self, query: str, k: int, filters: Filters | None = None,
+              query_vector: Sequence[float] | None = None) -> list[NodeWithScore]:
         # A filter is applied to the candidates, so look further down both rankings for enough of them.
         candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
-        dense = self._store.query(self._embedder.get_query_embedding(query), candidates)
+        vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
+        dense = self._store.query(vector, candidates)
         keyword = self._keyword.search(query, candidates) if self._keyword else []
         if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
             dense = [(i, score) for i, score in dense if i in self._keyword.id_set]

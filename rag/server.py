@@ -35,6 +35,7 @@ from rag.errors import (
 )
 from rag.pipeline import Pipeline
 
+WARM_SENTENCES = 50_000  # corpus sentences embedded at start-up for the extractive answerer (~3 min at most)
 MAX_READ_BODY = 64_000  # bytes: a question, its history and filters
 STATUS = {InputRejected: 422, ConfigError: 422, StoreBusy: 409, StoreMismatch: 409, StoreUnavailable: 503,
           LLMUnavailable: 502}
@@ -184,12 +185,27 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
-    app = create_app(settings)
+def app_from_env() -> FastAPI:
+    """The app as each worker process builds it (settings from the environment), model loaded."""
+    app = create_app(Settings.from_env())
     try:
-        app.state.pipeline.warm_up()  # load the model before the first request, not during it
+        app.state.pipeline.warm_up(sentences=WARM_SENTENCES)  # the model and sentence vectors, before requests
     except RagError:
         pass  # /healthz reports it; requests get the error
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return app
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Run the API. With several workers each is a process with its own model: Python threads share one
+    core for the model's Python parts, processes use them all. Settings reach workers through the env."""
+    import os
+
+    import uvicorn
+
+    os.environ["RAG_DATA_DIR"] = str(settings.data_dir)
+    os.environ["RAG_CORPUS_DIR"] = str(settings.corpus_dir)
+    if workers == 1:
+        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
+    else:
+        uvicorn.run("rag.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")

@@ -53,11 +53,12 @@ class _Candidate:
     vector: Any
 
 
-def answer_extractive(question: str, passages: Sequence[Passage], embedder: Any, max_words: int = 80) -> Extract:
+def answer_extractive(question: str, passages: Sequence[Passage], embedder: Any, max_words: int = 80,
+                      query_vector: Sequence[float] | None = None) -> Extract:
     missing = missing_entities(question, passages)
     if missing:
         return _abstain(f"none of the retrieved passages mentions {', '.join(missing)}")
-    candidates = _score(question, in_asked_period(question, passages), embedder)
+    candidates = _score(question, in_asked_period(question, passages), embedder, query_vector)
     if not candidates or candidates[0].score < MIN_SUPPORT:
         return _abstain("no retrieved passage answers the question closely enough")
     unsupported = missing_terms(question, passages)
@@ -112,12 +113,13 @@ def question_entities(question: str) -> list[str]:
     return [e for e in entities if e.lower() not in STOPWORDS and not _DATE_WORD.fullmatch(e)]
 
 
-def _score(question: str, passages: Sequence[Passage], embedder: Any) -> list[_Candidate]:
+def _score(question: str, passages: Sequence[Passage], embedder: Any,
+           query_vector: Sequence[float] | None = None) -> list[_Candidate]:
     pool = _sentence_pool(passages)
     if not pool:
         return []
-    q = np.asarray(embedder.get_query_embedding(question))
-    vectors = np.asarray(embedder.get_text_embedding_batch([s.text for _, _, s, _ in pool]))
+    q = np.asarray(query_vector if query_vector is not None else embedder.get_query_embedding(question))
+    vectors = np.asarray(sentence_vectors(embedder, [s.text for _, _, s, _ in pool]))
     cosines = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q) + 1e-9)
     terms = content_terms(question) - _month_terms(question)
     weights = _term_weights(terms, [content_terms(s.text) for _, _, s, _ in pool])
@@ -137,6 +139,23 @@ def in_asked_period(question: str, passages: Sequence[Passage]) -> Sequence[Pass
         return passages
     dated = {p.source for p in passages if any(re.search(rf"\b{m}\b", p.text, re.I) for m in months)}
     return [p for p in passages if p.source in dated] or passages
+
+
+_VECTORS: dict[tuple[int, str], Any] = {}
+MAX_CACHED_VECTORS = 200_000  # ~300 MB of MiniLM vectors at most
+
+
+def sentence_vectors(embedder: Any, texts: list[str]) -> list[Any]:
+    """Embeddings of corpus sentences, cached: the same sentences come back question after question,
+    and embedding them dominated the cost of an answer."""
+    model = id(getattr(embedder, "embedder", embedder))
+    missing = list(dict.fromkeys(t for t in texts if (model, t) not in _VECTORS))
+    if missing:
+        if len(_VECTORS) + len(missing) > MAX_CACHED_VECTORS:
+            _VECTORS.clear()
+        for text, vector in zip(missing, embedder.get_text_embedding_batch(missing)):
+            _VECTORS[(model, text)] = np.asarray(vector, dtype=np.float32)
+    return [_VECTORS[(model, t)] for t in texts]
 
 
 def _sentence_pool(passages: Sequence[Passage]) -> list[tuple[int, Passage, Span, str]]:

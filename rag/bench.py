@@ -1,0 +1,161 @@
+"""`rag bench`: drive `rag serve` on loopback with concurrent clients and print what it sustains.
+
+A benchmark, not a test: it prints throughput, latency percentiles and errors per endpoint, for the
+embedded store and (with --chroma) for a `chroma run` server, each on a fresh index of the corpus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from rag.config import PROJECT_DIR, Settings
+from rag.errors import StoreUnavailable
+from rag.evaluation.metrics import percentile
+
+QUESTIONS_FILE = PROJECT_DIR / "evals" / "gold.jsonl"
+FALLBACK_QUESTIONS = ["Why was the Budapest summit cancelled?", "Which oil companies were sanctioned?"]
+
+
+def run_bench(settings: Settings, *, clients: int, seconds: float, ask_share: float, with_chroma: bool,
+              url: str | None, workers: int = 2) -> int:
+    questions = _questions()
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if url:
+        rows.append((url, asyncio.run(drive(url, questions, clients, seconds, ask_share))))
+    else:
+        with _served(settings, chroma=False, workers=workers) as served:
+            rows.append(("embedded store", asyncio.run(drive(served, questions, clients, seconds, ask_share))))
+        if with_chroma:
+            with _served(settings, chroma=True, workers=workers) as served:
+                rows.append(("chroma server", asyncio.run(drive(served, questions, clients, seconds, ask_share))))
+    print(format_table(rows, clients, seconds, workers if not url else None))
+    return 0 if all(stats["errors"] == 0 for _, result in rows for stats in result.values()) else 1
+
+
+async def drive(url: str, questions: list[str], clients: int, seconds: float,
+                ask_share: float) -> dict[str, dict[str, Any]]:
+    """`clients` loops, each sending its next request as soon as the last one answered, until the time is up."""
+    import httpx
+
+    samples: dict[str, list[float]] = {"/retrieve": [], "/ask": []}
+    errors: dict[str, int] = {"/retrieve": 0, "/ask": 0}
+    deadline = time.perf_counter() + seconds
+    every = round(1 / ask_share) if ask_share > 0 else 0  # every n-th request of a client is an /ask
+
+    async def client(number: int, http: httpx.AsyncClient) -> None:
+        sent = 0
+        while time.perf_counter() < deadline:
+            sent += 1
+            question = questions[(number * 7 + sent) % len(questions)]
+            path, body = (("/ask", {"question": question}) if every and sent % every == 0
+                          else ("/retrieve", {"query": question, "k": 5}))
+            started = time.perf_counter()
+            try:
+                response = await http.post(url + path, json=body)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            samples[path].append((time.perf_counter() - started) * 1000) if ok else None
+            errors[path] += not ok
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {path: {"requests": len(values) + errors[path], "per_second": round(len(values) / elapsed, 1),
+                   "p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99),
+                   "errors": errors[path]} for path, values in samples.items()}
+
+
+def format_table(rows: list[tuple[str, dict[str, dict[str, Any]]]], clients: int, seconds: float,
+                 workers: int | None = None) -> str:
+    served = f", rag serve --workers {workers}" if workers else ""
+    head = f"{clients} clients, {seconds:g} s each{served}\n\n" \
+           f"{'store':<16} {'endpoint':<10} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    lines = [head, "-" * len(head.splitlines()[-1])]
+    for name, result in rows:
+        for path, s in result.items():
+            ms = [f"{s[p]:.0f}" if s[p] is not None else "–" for p in ("p50", "p95", "p99")]
+            lines.append(f"{name:<16} {path:<10} {s['requests']:>8} {s['per_second']:>7} {ms[0]:>8} {ms[1]:>8} "
+                         f"{ms[2]:>8} {s['errors']:>6}")
+    return "\n".join(lines)
+
+
+def _questions() -> list[str]:
+    try:
+        return [json.loads(line)["question"] for line in QUESTIONS_FILE.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError):
+        return FALLBACK_QUESTIONS
+
+
+@contextmanager
+def _served(settings: Settings, *, chroma: bool, workers: int) -> Iterator[str]:
+    """A fresh index of the corpus in a temp dir, served by `rag serve` on a free loopback port."""
+    from rag.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp, _chroma(Path(tmp), chroma) as env:
+        local = settings.replace(data_dir=Path(tmp) / "data", chroma_host=env.get("CHROMA_HOST"),
+                                 chroma_port=int(env.get("CHROMA_PORT", settings.chroma_port)))
+        Pipeline(local).ingest()
+        port = _free_port()
+        environ = {**os.environ, **env, "RAG_DATA_DIR": str(local.data_dir), "HF_HUB_OFFLINE": "1"}
+        if not chroma:
+            environ.pop("CHROMA_HOST", None)
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--workers",
+                                 str(workers)], env=environ,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(f"http://127.0.0.1:{port}/healthz", 90)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@contextmanager
+def _chroma(tmp: Path, wanted: bool) -> Iterator[dict[str, str]]:
+    if not wanted:
+        yield {}
+        return
+    chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    port = _free_port()
+    proc = subprocess.Popen([chroma, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp / "chroma")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/api/v2/heartbeat", 30)
+        yield {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(port)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise StoreUnavailable(f"{url} did not come up within {timeout:g} s")
