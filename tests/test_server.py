@@ -146,3 +146,19 @@ def test_unreachable_chroma_server_is_degraded_not_dead(tmp_path, rag_server):
     assert "search unavailable" in health.json()["store"]["error"]
     failed = httpx.post(f"{server.url}/retrieve", json={"query": "x"})
     assert failed.status_code == 503 and "search unavailable" in failed.json()["error"]
+
+
+def test_bench_drives_a_server_and_prints_the_table(shared, capsys):
+    # A functional check of the benchmark command (a second, two clients); figures are not asserted.
+    code = main(["bench", "--url", shared.url, "--seconds", "1", "--clients", "2", "--ask-share", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 0 and "/retrieve" in out and "/ask" in out and "p95 ms" in out
+
+
+@pytest.mark.parametrize("args, error", [
+    (["serve", "--workers", "0"], "--workers must be between 1 and 64"),
+    (["bench", "--clients", "0"], "--clients must be >= 1"),
+    (["bench", "--ask-share", "2"], "--ask-share between 0 and 1"),
+])
+def test_serve_and_bench_reject_nonsense(capsys, args, error):
+    assert main(args) == 2 and error in capsys.readouterr().err
