@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import InputRejected
+from rag.evaluation.gold import read_input
 from rag.evaluation.runner import METRIC_NAMES
 
 
@@ -23,12 +24,7 @@ class Thresholds:
 
     @classmethod
     def load(cls, path: Path) -> "Thresholds":
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputRejected(f"thresholds file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputRejected(f"cannot read thresholds file {path}: {exc}") from None
+        data = read_input(path, "thresholds file", tomllib.loads)
         problems = [f"unknown table [{name}] (expected [min] and [max])" for name in data if name not in ("min", "max")]
         for table in ("min", "max"):
             section = data.get(table, {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from rag.errors import GoldFileError, InputRejected
 
@@ -31,15 +31,20 @@ class GoldItem:
     line: int = 0
 
 
+def read_input(path: Path, what: str, parse: Callable[[str], Any]) -> Any:
+    """A user-named input file, parsed; InputRejected saying which file and why when it cannot be."""
+    try:
+        return parse(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputRejected(f"{what} {path} does not exist") from None
+    except (OSError, ValueError) as exc:  # decoding and parse errors (JSON, TOML) are ValueErrors
+        raise InputRejected(f"cannot read {what} {path}: {exc}") from None
+
+
 def load_gold(path: Path, corpus_files: Iterable[str] | None = None) -> list[GoldItem]:
     """Read and validate a gold file. With `corpus_files`, every source must name one of them."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputRejected(f"gold file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputRejected(f"cannot read gold file {path}: {exc}") from None
+    lines = read_input(path, "gold file", str.splitlines)
     known = None if corpus_files is None else set(corpus_files)
     items, problems, seen = [], [], {}
     for number, line in enumerate(lines, start=1):

@@ -8,6 +8,7 @@ from typing import Any
 
 from rag.errors import InputRejected
 from rag.evaluation.gate import Thresholds
+from rag.evaluation.gold import read_input
 from rag.evaluation.runner import METRIC_NAMES
 
 # Metrics that are shares in [0, 1] and so fit one bar chart; the rest are words and milliseconds.
@@ -15,12 +16,7 @@ RATIO_METRICS = tuple(n for n in METRIC_NAMES if n not in ("answer_words_mean", 
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputRejected(f"baseline file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputRejected(f"cannot read baseline file {path}: {exc}") from None
+    data = read_input(path, "baseline file", json.loads)
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict) or \
             not isinstance(data.get("questions"), list):
         raise InputRejected(f"baseline file {path} is not a `rag eval --json` report (no metrics and questions)")
