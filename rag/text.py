@@ -45,9 +45,10 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
-def content_terms(text: str) -> set[str]:
+@lru_cache(maxsize=65536)  # corpus sentences come back question after question
+def content_terms(text: str) -> frozenset[str]:
     """Lower-cased words minus stop words, crudely stemmed so 'sanctioned' meets 'sanctions'."""
-    return {stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1}
+    return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1)
 
 
 @lru_cache(maxsize=1)
@@ -62,12 +63,13 @@ def stem(word: str) -> str:
     return _stemmer().stemWord(word.replace("’", "'").removesuffix("'s"))
 
 
-def shingles(text: str, n: int = 3) -> set[str]:
+@lru_cache(maxsize=65536)
+def shingles(text: str, n: int = 3) -> frozenset[str]:
     tokens = words(text)
-    return {" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))} if tokens else set()
+    return frozenset(" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))) if tokens else frozenset()
 
 
-def containment(a: set[str], b: set[str]) -> float:
+def containment(a: frozenset[str] | set[str], b: frozenset[str] | set[str]) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / min(len(a), len(b))

@@ -109,9 +109,9 @@ class ChunkStore:
 
     @_guarded
     def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:
-        n = min(n, self.count())
         if n <= 0:
             return []
+        # Chroma returns fewer than n when the collection is smaller: no count() round trip needed.
         got = self.collection.query(query_embeddings=[list(embedding)], n_results=n, where=where,
                                     include=["distances"])
         # cosine distance -> similarity
