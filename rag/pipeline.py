@@ -139,16 +139,17 @@ class Pipeline:
         """Open the store and load the embedding model now rather than on the first question. With
         `sentences`, also embed up to that many corpus sentences for the extractive answerer (a server
         does this once at start so its first answers are as fast as later ones)."""
-        self.retriever.embedder.get_query_embedding("warm up")
+        retriever = self.retriever
+        retriever.embedder.get_query_embedding("warm up")
         if sentences:
             from rag.answer.citations import candidate_sentences
             from rag.answer.extractive import sentence_vectors
             from rag.retrieval import Passage
 
-            _, texts, metas = self.retriever.store.all_chunks()
+            _, texts, metas = retriever.store.all_chunks()
             pool = [s.text for text, meta in zip(texts, metas)
                     for s in candidate_sentences(Passage("", text, meta.get("source", ""), "", 0, len(text), 0.0))]
-            sentence_vectors(self.retriever.embedder, list(dict.fromkeys(pool))[:sentences])
+            sentence_vectors(retriever.embedder, list(dict.fromkeys(pool))[:sentences])
 
     def retrieve(self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, Any] | None = None,
                  history: Sequence[str] | None = None):
@@ -171,14 +172,15 @@ class Pipeline:
         history = _clean_history(history)
         filters = Filters.parse(filters)
         query = condense_with_llm(question, history, self.settings) if mode == "llm" else condense(question, history)
-        vector = self.retriever.embedder.get_query_embedding(query)  # once, for retrieval and the answerer
-        passages = self.retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
+        retriever = self.retriever  # one index for the whole request, even if a newer one is published meanwhile
+        vector = retriever.embedder.get_query_embedding(query)  # once, for retrieval and the answerer
+        passages = retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
         retrieved = time.perf_counter()
         answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)
         if mode == "llm":
             self._answer_with_llm(answer, on_token)
         if answer.mode == "extractive":
-            self._answer_extractively(answer, vector)
+            self._answer_extractively(answer, retriever.embedder, vector)
         done = time.perf_counter()
         answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
                              "total": _ms(done - started)}
@@ -194,10 +196,10 @@ class Pipeline:
             answer.mode = "extractive"
             answer.notice = f"LLM answer not used: {exc}. Showing the extractive answer instead."
 
-    def _answer_extractively(self, answer, query_vector) -> None:
+    def _answer_extractively(self, answer, embedder, query_vector) -> None:
         from rag.answer.extractive import answer_extractive
 
-        result = answer_extractive(answer.query, answer.passages, self.retriever.embedder,
+        result = answer_extractive(answer.query, answer.passages, embedder,
                                    self.settings.max_answer_words, query_vector=query_vector)
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
 

@@ -59,8 +59,8 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
         raise InputRejected(f"k must be between 1 and 50, got {k}")
     corpus = Path(corpus or settings.corpus_dir)
     files = _corpus_files(corpus, expand_paths)
-    relative = {str(f.resolve()): _relative(f, corpus) for f in files}
-    items = load_gold(gold_path, corpus_files=relative.values())
+    corpus_files = {_relative(f, corpus) for f in files}
+    items = load_gold(gold_path, corpus_files=corpus_files)
     pipeline = Pipeline(eval_settings(settings, corpus, files))
     report = pipeline.ingest([corpus])
     warnings = [f"corpus file skipped: {s['path']}: {s['reason']}" for s in report.skipped]
@@ -69,7 +69,7 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
     document_text = lru_cache(maxsize=None)(pipeline.document_text)
     records = []
     for done, item in enumerate(items, start=1):
-        records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, set(relative.values())))
+        records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, corpus_files))
         if progress:
             progress(done, len(items))
     result = EvalResult(metrics=aggregate(records), k=k, mode=mode, questions=records, gold=display_path(Path(gold_path)),
@@ -77,8 +77,9 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
                         index={"data_dir": display_path(pipeline.settings.data_dir),
                                "documents": report.documents, "chunks": report.chunks,
                                "embedded_chunks": report.embedded_chunks})
-    result.splits = {name: aggregate([r for r in records if r["split"] == name])
-                     for name in sorted({r["split"] for r in records})} if len({r["split"] for r in records}) > 1 else {}
+    splits = sorted({r["split"] for r in records})
+    if len(splits) > 1:  # one split (or none marked) is just "all"
+        result.splits = {name: aggregate([r for r in records if r["split"] == name]) for name in splits}
     if judge:
         from rag.evaluation.judge import judge_answers
 
