@@ -70,13 +70,16 @@ def answer_message(pipeline: Pipeline, answer: Any) -> dict[str, Any]:
     message.pop("passages")  # not shown; keeps the session small
     meta = {row["source"]: row for row in pipeline.sources()}
     documents: dict[str, dict[str, Any]] = {}
+    texts: dict[str, str | None] = {}  # each cited article read once, however many citations it has
     for c in answer.citations:
         doc = documents.setdefault(c.source, {"publisher": meta.get(c.source, {}).get("publisher"),
                                               "date": meta.get(c.source, {}).get("date"), "contexts": {}})
-        try:
-            context = quote_in_context(pipeline.document_text(c.source), c.start, c.end, c.quote)
-        except RagError:
-            context = None
+        if c.source not in texts:
+            try:
+                texts[c.source] = pipeline.document_text(c.source)
+            except (RagError, OSError):  # gone since the answer was made: no highlight, never a wrong one
+                texts[c.source] = None
+        context = quote_in_context(texts[c.source], c.start, c.end, c.quote) if texts[c.source] else None
         doc["contexts"][str(c.id)] = context.markdown() if context else None
     message["documents"] = documents
     return message
