@@ -16,12 +16,15 @@ from rag.errors import ConfigError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_EMBED_MODEL = "local:all-MiniLM-L6-v2"
 MODES = ("auto", "extractive", "llm")
+RUNTIMES = ("onnx", "torch")
 
 # env var -> (field, parser). Every setting a user can change from the shell is listed here.
 _ENV: dict[str, tuple[str, type]] = {
     "RAG_DATA_DIR": ("data_dir", Path),
     "RAG_CORPUS_DIR": ("corpus_dir", Path),
     "RAG_EMBED_MODEL": ("embed_model", str),
+    "RAG_EMBED_RUNTIME": ("embed_runtime", str),
+    "RAG_MODEL_CACHE": ("model_cache_dir", Path),
     "RAG_CHUNK_SIZE": ("chunk_size", int),
     "RAG_CHUNK_OVERLAP": ("chunk_overlap", int),
     "RAG_DUP_THRESHOLD": ("dup_threshold", float),
@@ -46,6 +49,8 @@ class Settings:
     data_dir: Path = PROJECT_DIR / ".rag"
     corpus_dir: Path = PROJECT_DIR / "seeds"
     embed_model: str = LOCAL_EMBED_MODEL
+    embed_runtime: str = "onnx"  # how the local model runs: "onnx" (exported once, then no torch) or "torch"
+    model_cache_dir: Path | None = None  # where the ONNX export is kept; default $XDG_CACHE_HOME/newsrag
     chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
     chunk_overlap: int = 40
     dup_threshold: float = 0.2  # Jaccard of word 3-shingles; rewrites of one report score ~0.3, others < 0.05
@@ -79,6 +84,8 @@ class Settings:
             (self.llm_timeout > 0, f"llm_timeout must be positive, got {self.llm_timeout}"),
             (0 <= self.llm_max_retries <= 10, f"llm_max_retries must be 0..10, got {self.llm_max_retries}"),
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
+            (self.embed_runtime in RUNTIMES,
+             f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),
             (self.embed_model == LOCAL_EMBED_MODEL or self.embed_model.startswith("openai:"),
              f"embed_model must be {LOCAL_EMBED_MODEL!r} or 'openai:<model>', got {self.embed_model!r}"),
         ]
@@ -104,6 +111,12 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def models_dir(self) -> Path:
+        if self.model_cache_dir:
+            return Path(self.model_cache_dir)
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "newsrag"
 
     @property
     def chunker_id(self) -> str:

