@@ -39,6 +39,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "OPENAI_MODEL": ("openai_model", str),
     "RAG_LLM_TIMEOUT": ("llm_timeout", float),
     "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
+    "RAG_LLM_MAX_TOKENS": ("llm_max_tokens", int),
     "RAG_API_TOKEN": ("api_token", str),
     "RAG_API_READ_TOKEN": ("api_read_token", str),
 }
@@ -63,8 +64,9 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
-    llm_timeout: float = 30.0
+    llm_timeout: float = 30.0  # seconds for one LLM call, every retry and wait included
     llm_max_retries: int = 2
+    llm_max_tokens: int = 300  # the cap on an answer's length, sent as max_tokens
     api_token: str | None = field(default=None, repr=False)  # required by the REST API's writes (/ingest)
     api_read_token: str | None = field(default=None, repr=False)  # when set, reads need it (or api_token) too
     max_answer_words: int = 80
@@ -83,6 +85,7 @@ class Settings:
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.llm_timeout > 0, f"llm_timeout must be positive, got {self.llm_timeout}"),
             (0 <= self.llm_max_retries <= 10, f"llm_max_retries must be 0..10, got {self.llm_max_retries}"),
+            (16 <= self.llm_max_tokens <= 4096, f"llm_max_tokens must be 16..4096, got {self.llm_max_tokens}"),
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
             (self.embed_runtime in RUNTIMES,
              f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -59,6 +60,9 @@ def _rules() -> _Rules:
     )
 
 
+MAX_LINE_CHARS = 100_000  # a paragraph is a few thousand; a longer "line" is a data dump or minified markup
+
+
 def read_text(path: Path, max_bytes: int) -> str:
     """The file's text, or InputRejected with the reason it cannot be used."""
     check_suffix(path.name)
@@ -85,9 +89,26 @@ def parse_bytes(data: bytes, suffix: str) -> str:
     text = _decode(data)
     if suffix.lower() in (".html", ".htm"):
         text = html_to_text(text)
+    text = _drop_invisible(text)
     if not text.strip():
         raise InputRejected("file has no readable text")
+    _check_line_lengths(text)
     return text
+
+
+def _drop_invisible(text: str) -> str:
+    """Without format characters (zero-width spaces and joiners, BOMs, soft hyphens, bidi overrides):
+    invisible, they split words for search ("Bud\u200bapest") and can disguise text."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+def _check_line_lengths(text: str) -> None:
+    longest, number = max((len(line), i) for i, line in enumerate(text.splitlines(), start=1))
+    if longest > MAX_LINE_CHARS:
+        raise InputRejected(f"line {number} is {longest:,} characters long (the limit is {MAX_LINE_CHARS:,}): "
+                            "this does not look like article text")
 
 
 def _decode(data: bytes) -> str:

@@ -17,6 +17,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download at test time
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("CHROMA_HOST", None)
+# No network: this process and every Python process a test starts refuse off-machine connections.
+_NETGUARD = Path(__file__).resolve().parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_NETGUARD), os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, str(_NETGUARD))
+import sitecustomize  # noqa: E402,F401  (ours: installs the guard here too)
+
+sys.path.remove(str(_NETGUARD))
 # The ONNX export of the model is made once and kept with the build output, not in the user's ~/.cache.
 os.environ.setdefault("XDG_CACHE_HOME", str(Path(__file__).resolve().parent.parent / "build" / "cache"))
 
@@ -71,7 +78,11 @@ def llm_server():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
             return json.load(r).get(model, 0)
 
-    yield type("Stub", (), {"base_url": base, "attempts": staticmethod(attempts)})
+    def last(model: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/last/{model}", timeout=5) as r:
+            return json.load(r)
+
+    yield type("Stub", (), {"base_url": base, "attempts": staticmethod(attempts), "last": staticmethod(last)})
     proc.terminate()
     proc.wait(timeout=10)
 

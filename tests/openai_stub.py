@@ -10,11 +10,16 @@ behaviour, so one server serves every test:
   429-then-ok    429 with Retry-After: 0 on the first attempt, then cite-ok
   always-500     HTTP 500 every time
   401            invalid API key
+  429-wait-30    429 with Retry-After: 30, every time
   bad-json       a 200 whose body is not JSON
   (any model)    a follow-up rewrite request ("Rewritten question:") gets "LAST (about: EARLIER)"
   judge          answers LlamaIndex's evaluator prompts: "YES" to faithfulness, "4.5" + reason to correctness
+  obey           a model that obeys instructions planted in articles: repeats any CANARY-<digits> code it
+                 finds in the prompt, also inside base64 text, as a cited answer
+  hostile-markup a cited answer carrying <script>, <img onerror>, a Markdown image and a javascript: link
+  echo-key       401 whose error message repeats the Authorization header it was sent (a hostile server)
 POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
-Every request is counted per model; GET /stats returns the counts.
+Every request is counted per model; GET /stats returns the counts, GET /last/<model> the last request body.
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ REPLIES = {
     "bad-markers": "Rubio spoke with Lavrov [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
     "abstain": "The articles don't say.",
     "uncited": "The summit was cancelled because of the weather.",
+    "hostile-markup": "The summit was cancelled <script>alert(1)</script> after a call [1]. "
+                      "<img src=x onerror=alert(2)> ![pixel](http://127.0.0.1:9/leak.png) "
+                      "[details](javascript:alert(3)) Russia's position had not changed [2].",
 }
 attempts: Counter[str] = Counter()
+last_bodies: dict[str, dict] = {}
+CANARY = re.compile(r"CANARY-\d+")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -44,12 +54,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.startswith("/last/"):
+            return self._send(200, json.dumps(last_bodies.get(self.path.removeprefix("/last/"), {})).encode())
         self._send(200, json.dumps(dict(attempts)).encode())
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         model = body.get("model", "")
         attempts[model] += 1
+        last_bodies[model] = body
         if self.path.endswith("/embeddings"):
             return self._embeddings(body)
         if model == "hang":
@@ -58,13 +71,21 @@ class Handler(BaseHTTPRequestHandler):
         if model == "401":
             return self._send(401, json.dumps({"error": {"message": "Incorrect API key", "type": "invalid_request_error",
                                                          "code": "invalid_api_key"}}).encode())
+        if model == "echo-key":
+            said = self.headers.get("Authorization", "")
+            return self._send(401, json.dumps({"error": {"message": f"Incorrect API key provided: {said}",
+                                                         "code": "invalid_api_key"}}).encode())
         if model == "always-500":
             return self._send(500, b'{"error": {"message": "boom"}}')
         if model == "429-then-ok" and attempts[model] == 1:
             return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "0"})
+        if model == "429-wait-30":
+            return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "30"})
         if model == "bad-json":
             return self._send(200, b"this is not json")
         text = _judge_reply(body) if model == "judge" else REPLIES.get(model, REPLIES["cite-ok"])
+        if model == "obey":
+            text = _obey(_prompt_text(body))
         if "Rewritten question:" in _prompt_text(body):
             text = _rewrite(_prompt_text(body))
         if body.get("stream"):
@@ -105,6 +126,18 @@ class Handler(BaseHTTPRequestHandler):
 
 def _prompt_text(body: dict) -> str:
     return " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+
+
+def _obey(prompt: str) -> str:
+    """What a model that follows planted instructions says: the canary code, wherever it was hidden."""
+    decoded = []
+    for blob in re.findall(r"[A-Za-z0-9+/]{24,}={0,2}", prompt):
+        try:
+            decoded.append(base64.b64decode(blob + "=" * (-len(blob) % 4)).decode("utf-8", "ignore"))
+        except ValueError:
+            pass
+    found = CANARY.findall(prompt + " " + " ".join(decoded))
+    return f"As instructed: {found[0]} [1]. The summit was cancelled [1]." if found else REPLIES["cite-ok"]
 
 
 def _rewrite(prompt: str) -> str:

@@ -1,12 +1,13 @@
 """LLM answering through the `openai` package, against OpenAI or any OpenAI-compatible endpoint.
 
-One retry layer only (the SDK's, bounded by `llm_max_retries`, honouring Retry-After, never
-retrying auth errors) and an explicit per-request timeout, so the worst case is bounded.
+One retry layer only (ours; the SDK's is switched off), bounded by `llm_max_retries` and by one time
+budget, `llm_timeout`, that every attempt and every wait share, so the worst case is known.
 Every [n] marker in the reply is validated against the passages that were sent.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from string import Template
 from typing import Callable, Sequence
@@ -24,7 +25,6 @@ from rag.errors import LLMAuthError, LLMUnavailable
 from rag.retrieval import Passage
 
 _PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-MAX_ANSWER_TOKENS = 300
 
 
 def prompt(name: str) -> str:
@@ -44,43 +44,81 @@ def _attr(text: str) -> str:
 
 
 def complete(messages: list[dict[str, str]], settings: Settings, on_token: Callable[[str], None] | None = None) -> str:
-    """The model's reply text; LLMUnavailable (or LLMAuthError) with a clear reason otherwise."""
+    """The model's reply text; LLMUnavailable (or LLMAuthError) with a clear reason otherwise.
+
+    The one retry layer is ours (the SDK's is off): up to `llm_max_retries` retries of timeouts, 429s,
+    5xx and dropped connections, honouring Retry-After, never retrying auth errors, and everything,
+    waits included, inside one `llm_timeout` budget: a call never takes longer than that."""
     import openai
 
     if not settings.openai_api_key and not settings.openai_base_url:
         raise LLMUnavailable("LLM mode needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)")
-    client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url,
-                           timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+    deadline = time.monotonic() + settings.llm_timeout
     where = settings.openai_base_url or "OpenAI"
-    try:
-        if on_token is None:
-            reply = client.chat.completions.create(model=settings.openai_model, messages=messages,
-                                                   temperature=0, max_tokens=MAX_ANSWER_TOKENS)
-            return reply.choices[0].message.content or ""
-        parts: list[str] = []
-        stream = client.chat.completions.create(model=settings.openai_model, messages=messages, temperature=0,
-                                                max_tokens=MAX_ANSWER_TOKENS, stream=True)
+    for attempt in range(settings.llm_max_retries + 1):
+        remaining = deadline - time.monotonic()
+        client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url,
+                               timeout=max(remaining, 0.1), max_retries=0)
+        try:
+            return _request(client, messages, settings, on_token, deadline)
+        except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
+                openai.InternalServerError) as exc:
+            failure = _describe(exc, where, settings)
+            wait = _retry_after(exc, attempt)
+            if attempt == settings.llm_max_retries or time.monotonic() + wait >= deadline:
+                raise LLMUnavailable(failure) from None
+            time.sleep(wait)
+        except openai.AuthenticationError:
+            raise LLMAuthError(f"the LLM endpoint ({where}) rejected the API key (401); check OPENAI_API_KEY") from None
+        except openai.PermissionDeniedError:
+            raise LLMAuthError(f"the LLM endpoint ({where}) denied access (403)") from None
+        except openai.APIStatusError as exc:
+            raise LLMUnavailable(f"the LLM endpoint ({where}) failed with HTTP {exc.status_code}") from None
+        except (openai.OpenAIError, ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+            raise LLMUnavailable(f"the LLM endpoint ({where}) sent a reply we could not read "
+                                 f"({type(exc).__name__})") from None
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _request(client, messages: list[dict[str, str]], settings: Settings, on_token: Callable[[str], None] | None,
+             deadline: float) -> str:
+    options = {"model": settings.openai_model, "messages": messages, "temperature": 0,
+               "max_tokens": settings.llm_max_tokens}
+    if on_token is None:
+        reply = client.chat.completions.create(**options)
+        return reply.choices[0].message.content or ""
+    parts: list[str] = []
+    with client.chat.completions.create(**options, stream=True) as stream:
         for event in stream:
+            if time.monotonic() > deadline:  # a stream that trickles on past the budget
+                raise LLMUnavailable(f"the LLM's answer did not finish within {settings.llm_timeout:g} s")
             delta = event.choices[0].delta.content if event.choices else None
             if delta:
                 parts.append(delta)
                 on_token(delta)
-        return "".join(parts)
-    except openai.AuthenticationError:
-        raise LLMAuthError(f"the LLM endpoint ({where}) rejected the API key (401); check OPENAI_API_KEY") from None
-    except openai.PermissionDeniedError:
-        raise LLMAuthError(f"the LLM endpoint ({where}) denied access (403)") from None
-    except openai.APITimeoutError:
-        raise LLMUnavailable(f"the LLM endpoint ({where}) did not answer within {settings.llm_timeout:g} s") from None
-    except openai.RateLimitError:
-        raise LLMUnavailable(f"the LLM endpoint ({where}) is rate limiting (429) after "
-                             f"{settings.llm_max_retries} retries") from None
-    except openai.APIConnectionError:
-        raise LLMUnavailable(f"cannot connect to the LLM endpoint ({where})") from None
-    except openai.APIStatusError as exc:
-        raise LLMUnavailable(f"the LLM endpoint ({where}) failed with HTTP {exc.status_code}") from None
-    except (openai.OpenAIError, ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
-        raise LLMUnavailable(f"the LLM endpoint ({where}) sent a reply we could not read ({type(exc).__name__})") from None
+    return "".join(parts)
+
+
+def _describe(exc: Exception, where: str, settings: Settings) -> str:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return f"the LLM endpoint ({where}) did not answer within {settings.llm_timeout:g} s"
+    if isinstance(exc, openai.RateLimitError):
+        return f"the LLM endpoint ({where}) is rate limiting (429)"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot connect to the LLM endpoint ({where})"
+    return f"the LLM endpoint ({where}) failed with HTTP {getattr(exc, 'status_code', '?')}"
+
+
+def _retry_after(exc: Exception, attempt: int) -> float:
+    """Seconds to wait before the next attempt: the server's Retry-After, else exponential backoff."""
+    response = getattr(exc, "response", None)
+    header = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(float(header), 0.0) if header is not None else min(0.5 * 2 ** attempt, 4.0)
+    except ValueError:
+        return min(0.5 * 2 ** attempt, 4.0)
 
 
 def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
