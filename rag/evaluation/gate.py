@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +25,23 @@ class Thresholds:
 
     @classmethod
     def load(cls, path: Path) -> "Thresholds":
-        data = read_input(path, "thresholds file", tomllib.loads)
-        problems = [f"unknown table [{name}] (expected [min] and [max])" for name in data if name not in ("min", "max")]
+        text = read_input(path, "thresholds file", str)
+        data = read_input(path, "thresholds file", tomllib.loads)  # TOML syntax errors name line and column
+        problems = [(_line_of(text, name), f"unknown table [{name}] (expected [min] and [max])")
+                    for name in data if name not in ("min", "max")]
         for table in ("min", "max"):
             section = data.get(table, {})
             if not isinstance(section, dict):
-                problems.append(f"[{table}] must be a table of metric = number")
+                problems.append((_line_of(text, table), f"[{table}] must be a table of metric = number"))
                 continue
             for name, value in section.items():
+                where = _line_of(text, name, table)
                 if name not in METRIC_NAMES:
-                    problems.append(f"[{table}] {name}: not a gateable metric (one of {', '.join(METRIC_NAMES)})")
+                    problems.append((where, f"[{table}] {name}: not a gateable metric (one of {', '.join(METRIC_NAMES)})"))
                 elif isinstance(value, bool) or not isinstance(value, (int, float)):
-                    problems.append(f"[{table}] {name}: must be a number, got {value!r}")
+                    problems.append((where, f"[{table}] {name}: must be a number, got {value!r}"))
         if problems:
-            raise InputRejected(f"thresholds file {path}: " + "; ".join(problems))
+            raise InputRejected("\n".join(f"thresholds file {path}:{line}: {problem}" for line, problem in problems))
         return cls(minimum={k: float(v) for k, v in data.get("min", {}).items()},
                    maximum={k: float(v) for k, v in data.get("max", {}).items()})
 
@@ -61,3 +65,18 @@ class Thresholds:
         if name in self.maximum:
             return f"<= {self.maximum[name]:g}"
         return ""
+
+
+def _line_of(text: str, key: str, table: str | None = None) -> int:
+    """The line defining `key` (in `[table]` when given), for error messages; 1 if not found."""
+    current = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            if table is None and current == key:
+                return number
+        elif current == table and re.match(rf"[\"']?{re.escape(key)}[\"']?\s*=", stripped):
+            return number
+    return 1
