@@ -13,9 +13,11 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from rag import injection
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
 from rag.errors import StoreBusy
@@ -248,7 +250,14 @@ def _chunk_metadata(doc: Document, key: str, chunk: Chunk) -> dict[str, Any]:
                             "content_hash": doc.content_hash, "start": chunk.start, "end": chunk.end,
                             "chunk_index": chunk.index}
     meta.update({k: v for k, v in (("publisher", doc.publisher), ("author", doc.author), ("date", doc.date)) if v})
+    meta.update(injection.chunk_metadata(_instructions(doc.content_hash, doc.text), chunk.start, chunk.end))
     return meta
+
+
+@lru_cache(maxsize=64)
+def _instructions(content_hash: str, text: str) -> injection.Findings:
+    """Instruction-like text in a document, found once per document (not once per chunk)."""
+    return injection.scan(text)
 
 
 def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any,

@@ -180,10 +180,14 @@ class Pipeline:
         passages = retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
         retrieved = time.perf_counter()
         answer = Answer(question=question, answer="", abstained=True, mode=mode, passages=passages, query=query)
+        suspicious = _instruction_warnings(passages)
+        if suspicious:
+            on_token = None  # stream nothing that has not been validated against the planted instructions
         if mode == "llm":
             self._answer_with_llm(answer, on_token)
         if answer.mode == "extractive":
             self._answer_extractively(answer, retriever.embedder, vector)
+        answer.warnings = [*suspicious, *(answer.warnings or [])]
         done = time.perf_counter()
         answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
                              "total": _ms(done - started)}
@@ -205,6 +209,13 @@ class Pipeline:
         result = answer_extractive(answer.query, answer.passages, embedder,
                                    self.settings.max_answer_words, query_vector=query_vector)
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
+
+
+def _instruction_warnings(passages) -> list[str]:
+    from rag.answer.citations import instructions_in
+
+    return [f"passage {i} ({p.source}) contains text addressed to an AI model; it was treated as data, "
+            "never as instructions" for i, p in enumerate(passages, start=1) if instructions_in(p)]
 
 
 def _clean_history(history: Sequence[str] | None) -> list[str]:

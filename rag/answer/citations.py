@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from rag.retrieval import Passage
@@ -44,11 +45,37 @@ class Answer:
 
 
 def candidate_sentences(passage: Passage) -> list[Span]:
-    """Sentences of a passage, with offsets into its document, that can stand as a cited claim."""
+    """Sentences of a passage, with offsets into its document, that can stand as a cited claim:
+    never one that reads as instructions to a model, or repeats what such instructions plant."""
+    from rag.injection import overlaps
     from rag.text import is_heading
 
+    findings = instructions_in(passage)
     return [s for s in sentence_spans(passage.text, passage.start)
-            if len(s.text.split()) >= 5 and not is_heading(s.text)]
+            if len(s.text.split()) >= 5 and not is_heading(s.text)
+            and not (findings and (overlaps(findings, s.start, s.end) or _plants(s.text, findings.terms)))]
+
+
+def instructions_in(passage: Passage):
+    """The instruction-like text of a passage (`rag.injection.Findings`), cached per passage."""
+    from rag.injection import SPANS_KEY, TERMS_KEY
+
+    meta = passage.metadata or {}
+    return _instructions(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"))
+
+
+@lru_cache(maxsize=4096)
+def _instructions(text: str, start: int, spans: str, terms: str):
+    from types import SimpleNamespace
+
+    from rag.injection import SPANS_KEY, TERMS_KEY, passage_findings
+
+    return passage_findings(SimpleNamespace(text=text, start=start, metadata={SPANS_KEY: spans, TERMS_KEY: terms}))
+
+
+def _plants(text: str, terms: list[str]) -> bool:
+    lowered = text.lower()
+    return any(term.lower() in lowered for term in terms)
 
 
 def citation_for(passage: Passage, span: Span, citation_id: int) -> Citation:

@@ -18,10 +18,12 @@ from rag.answer.citations import (
     best_supporting_span,
     citation_for,
     extract_markers,
+    instructions_in,
     is_abstention,
 )
 from rag.config import Settings
 from rag.errors import LLMAuthError, LLMUnavailable
+from rag.injection import repeats_planted
 from rag.retrieval import Passage
 
 _PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -125,6 +127,9 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
                on_token: Callable[[str], None] | None = None) -> tuple[str, list[Citation], bool, list[str]]:
     """(answer with renumbered markers, citations, abstained, warnings)."""
     reply = complete(build_messages(question, passages), settings, on_token)
+    if repeats_planted(reply, [instructions_in(p) for p in passages]):
+        # Output validation: the model followed text planted in an article. Never shown.
+        raise LLMUnavailable("the model's reply repeated what an article's embedded instructions asked for")
     sentences, cited, warnings = extract_markers(reply, len(passages))
     text = " ".join(sentences)
     if not any(cited):
