@@ -81,8 +81,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def terminal_safe(text: str) -> str:
+    from rag.render import terminal_safe as safe
+
+    return safe(text)
+
+
+class _TerminalSafe:
+    """A text stream that drops control characters (ANSI escapes, BEL, backspace…) on the way out:
+    article and model text must not be able to move the cursor, retitle or clear the user's terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(data_dir=getattr(args, "data_dir", None), chunk_size=getattr(args, "chunk_size", None),
                                      chunk_overlap=getattr(args, "chunk_overlap", None))

@@ -40,6 +40,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "RAG_LLM_TIMEOUT": ("llm_timeout", float),
     "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
     "RAG_LLM_MAX_TOKENS": ("llm_max_tokens", int),
+    "RAG_REQUEST_TIMEOUT": ("request_timeout", float),
     "RAG_API_TOKEN": ("api_token", str),
     "RAG_API_READ_TOKEN": ("api_read_token", str),
 }
@@ -69,6 +70,7 @@ class Settings:
     llm_max_tokens: int = 300  # the cap on an answer's length, sent as max_tokens
     api_token: str | None = field(default=None, repr=False)  # required by the REST API's writes (/ingest)
     api_read_token: str | None = field(default=None, repr=False)  # when set, reads need it (or api_token) too
+    request_timeout: float = 120.0  # seconds: `rag serve` answers 504 for a request still running after this
     max_answer_words: int = 80
     max_question_chars: int = 2000
 
@@ -85,6 +87,7 @@ class Settings:
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.llm_timeout > 0, f"llm_timeout must be positive, got {self.llm_timeout}"),
             (0 <= self.llm_max_retries <= 10, f"llm_max_retries must be 0..10, got {self.llm_max_retries}"),
+            (self.request_timeout > 0, f"request_timeout must be positive, got {self.request_timeout}"),
             (16 <= self.llm_max_tokens <= 4096, f"llm_max_tokens must be 16..4096, got {self.llm_max_tokens}"),
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
             (self.embed_runtime in RUNTIMES,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import tomllib
 import unicodedata
 from collections import Counter
@@ -97,11 +98,16 @@ def parse_bytes(data: bytes, suffix: str) -> str:
 
 
 def _drop_invisible(text: str) -> str:
-    """Without format characters (zero-width spaces and joiners, BOMs, soft hyphens, bidi overrides):
-    invisible, they split words for search ("Bud\u200bapest") and can disguise text."""
-    if text.isascii():
-        return text
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    """Without format characters (zero-width spaces and joiners, BOMs, soft hyphens, bidi overrides),
+    which split words for search ("Bud\u200bapest") and can disguise text, and without control
+    characters other than line breaks and tabs (terminal escapes, BEL, backspace)."""
+    return text.translate(_invisible_table())
+
+
+@lru_cache(maxsize=1)
+def _invisible_table() -> dict[int, None]:
+    return {cp: None for cp in range(sys.maxunicode + 1)
+            if unicodedata.category(chr(cp)) in ("Cf", "Cc") and chr(cp) not in "\n\r\t\f"}
 
 
 def _check_line_lengths(text: str) -> None:

@@ -8,6 +8,8 @@ Markdown in the output is what this module adds: citation links and the highligh
 
 from __future__ import annotations
 
+import unicodedata
+
 import re
 import string
 from dataclasses import dataclass
@@ -19,6 +21,13 @@ _LINKISH = re.compile(r"(?i)(://|\bwww(?=\.)|@)")
 _JOINER = "\u2060"
 _MARKER = re.compile(r"\[(\d+)\]")
 CONTEXT_CHARS = 350  # shown either side of a quote when its paragraph is longer
+
+
+def terminal_safe(text: str) -> str:
+    """Text without control characters other than newline and tab (for a terminal)."""
+    if text.isprintable() or all(ch.isprintable() or ch in "\n\t" for ch in text):
+        return text
+    return "".join(ch for ch in text if ch.isprintable() or ch in "\n\t" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"))
 
 
 def escape_markdown(text: str, *, inline: bool = False) -> str:

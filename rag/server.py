@@ -12,6 +12,7 @@ the last published index until an ingest has finished (see rag.ingest).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import secrets
@@ -80,7 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
             return _error(413, f"request body is {int(length):,} bytes; the limit here is {limit:,}")
-        return await call_next(request)
+        try:
+            response = await asyncio.wait_for(call_next(request), timeout=settings.request_timeout)
+        except asyncio.TimeoutError:
+            return _error(504, f"the request took longer than {settings.request_timeout:g} s (RAG_REQUEST_TIMEOUT)")
+        # Responses are data: no browser may sniff article or model text in them into HTML.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError):
@@ -182,7 +189,7 @@ class _HTTPError(InputRejected):
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers={"X-Content-Type-Options": "nosniff"})
 
 
 def app_from_env() -> FastAPI:

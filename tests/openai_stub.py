@@ -17,6 +17,7 @@ behaviour, so one server serves every test:
   obey           a model that obeys instructions planted in articles: repeats any CANARY-<digits> code it
                  finds in the prompt, also inside base64 text, as a cited answer
   hostile-markup a cited answer carrying <script>, <img onerror>, a Markdown image and a javascript: link
+  ansi           a cited answer carrying terminal escape sequences (clear screen, set title, bell)
   echo-key       401 whose error message repeats the Authorization header it was sent (a hostile server)
 POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
 Every request is counted per model; GET /stats returns the counts, GET /last/<model> the last request body.
@@ -40,6 +41,7 @@ REPLIES = {
     "bad-markers": "Rubio spoke with Lavrov [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
     "abstain": "The articles don't say.",
     "uncited": "The summit was cancelled because of the weather.",
+    "ansi": "The summit was cancelled \x1b[2J\x1b]0;pwned\x07 after a call [1]. Nothing changed\x08\x08 [2].",
     "hostile-markup": "The summit was cancelled <script>alert(1)</script> after a call [1]. "
                       "<img src=x onerror=alert(2)> ![pixel](http://127.0.0.1:9/leak.png) "
                       "[details](javascript:alert(3)) Russia's position had not changed [2].",
