@@ -22,6 +22,9 @@ EXAMPLE = "Why was the Budapest summit cancelled?"
 @st.cache_resource(show_spinner=False)
 def load_pipeline(settings: Settings) -> Pipeline:
     """One pipeline (store, model) per process and configuration, shared by every browser session."""
+    from rag.redact import install
+
+    install(settings)  # secrets redacted from every log line, whatever the level
     return Pipeline(settings)
 
 

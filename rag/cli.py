@@ -111,15 +111,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rag.redact import install, redact, secrets_of
+
+    settings = None
     try:
         settings = Settings.from_env(data_dir=getattr(args, "data_dir", None), chunk_size=getattr(args, "chunk_size", None),
                                      chunk_overlap=getattr(args, "chunk_overlap", None))
+        install(settings)
         return _COMMANDS[args.command](args, settings)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc), secrets_of(settings) if settings else [])}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug of ours: show it, without any secret a message or frame may hold
+        import traceback
+
+        print(redact(traceback.format_exc(), secrets_of(settings) if settings else []), file=sys.stderr)
+        return 1
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,6 +17,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_EMBED_MODEL = "local:all-MiniLM-L6-v2"
 MODES = ("auto", "extractive", "llm")
 RUNTIMES = ("onnx", "torch")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # env var -> (field, parser). Every setting a user can change from the shell is listed here.
 _ENV: dict[str, tuple[str, type]] = {
@@ -41,6 +42,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
     "RAG_LLM_MAX_TOKENS": ("llm_max_tokens", int),
     "RAG_REQUEST_TIMEOUT": ("request_timeout", float),
+    "RAG_LOG_LEVEL": ("log_level", str),
     "RAG_API_TOKEN": ("api_token", str),
     "RAG_API_READ_TOKEN": ("api_read_token", str),
 }
@@ -71,6 +73,7 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)  # required by the REST API's writes (/ingest)
     api_read_token: str | None = field(default=None, repr=False)  # when set, reads need it (or api_token) too
     request_timeout: float = 120.0  # seconds: `rag serve` answers 504 for a request still running after this
+    log_level: str = "WARNING"  # DEBUG shows every library's log too, secrets always redacted
     max_answer_words: int = 80
     max_question_chars: int = 2000
 
@@ -87,6 +90,7 @@ class Settings:
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.llm_timeout > 0, f"llm_timeout must be positive, got {self.llm_timeout}"),
             (0 <= self.llm_max_retries <= 10, f"llm_max_retries must be 0..10, got {self.llm_max_retries}"),
+            (self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
             (self.request_timeout > 0, f"request_timeout must be positive, got {self.request_timeout}"),
             (16 <= self.llm_max_tokens <= 4096, f"llm_max_tokens must be 16..4096, got {self.llm_max_tokens}"),
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),

@@ -194,7 +194,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def app_from_env() -> FastAPI:
     """The app as each worker process builds it (settings from the environment), model loaded."""
-    app = create_app(Settings.from_env())
+    from rag.redact import install
+
+    settings = Settings.from_env()
+    install(settings)  # each worker process: log level, secrets redacted
+    app = create_app(settings)
     try:
         app.state.pipeline.warm_up(sentences=WARM_SENTENCES)  # the model and sentence vectors, before requests
     except RagError:
