@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--url", help="an already running `rag serve` to drive instead of starting one")
     bench.add_argument("--workers", type=int, default=2, help="`rag serve --workers` for the servers it starts")
 
+    sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
+
     sources = sub.add_parser("sources", help="list indexed documents")
     sources.add_argument("--json", action="store_true")
     return parser
@@ -129,6 +131,14 @@ def _run(args: argparse.Namespace) -> int:
 
         print(redact(traceback.format_exc(), secrets_of(settings) if settings else []), file=sys.stderr)
         return 1
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.health import check_store
+
+    health = check_store(settings)
+    print(health.message, file=sys.stdout if health.ok else sys.stderr)
+    return 0 if health.ok else 1
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -292,7 +302,7 @@ def _print_json(payload: Any) -> None:
 
 
 _COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources,
-             "serve": _serve, "mcp": _mcp, "bench": _bench}
+             "serve": _serve, "mcp": _mcp, "bench": _bench, "check": _check}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@
     ├── StoreUnavailable     the Chroma store cannot be reached or opened
     ├── StoreMismatch        the index was built with another embedding model
     ├── StoreBusy            another ingest holds the write lock
+    ├── EmbeddingFailed      the embedding model or endpoint failed mid-ingest (what was stored stays)
     └── LLMUnavailable       the LLM endpoint failed (timeout, 5xx, bad reply)
         └── LLMAuthError     the endpoint refused our credentials (never retried)
 """
@@ -53,4 +54,8 @@ class LLMUnavailable(RagError):
 
 
 class LLMAuthError(LLMUnavailable):
+    pass
+
+
+class EmbeddingFailed(RagError):
     pass

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 from rag import injection
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
-from rag.errors import StoreBusy
-from rag.keyword import KeywordIndex
+from rag.errors import EmbeddingFailed, RagError, StoreBusy
+from rag.keyword import KeywordIndex, ids_digest
 from rag.manifest import Manifest
 
 ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
@@ -140,7 +140,7 @@ def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None
 def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
                    progress: ProgressCallback | None) -> IngestReport:
     from rag.embeddings import embedding_dimension, get_embedder
-    from vectorstore import open_store
+    from vectorstore import open_store, reset_store
 
     started = time.perf_counter()
     report = IngestReport()
@@ -149,7 +149,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     report.skipped += unreadable
     if rebuild:
         _forget_derived_state(settings.data_dir)
-    store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), reset=rebuild)
+        reset_store(settings)
+    store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
     manifest = Manifest(settings.data_dir)
 
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
@@ -168,10 +169,11 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
         entry["duplicates"] = [manifest.documents[o]["source"] for o in groups.get(key, [])]
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
-    digest = _refresh_keyword_index(store, settings.data_dir / "keyword", stale)
+    published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents))
     manifest.save()
-    store.publish(digest)
-    store.delete(stale)
+    store.publish(ids_digest(published))
+    # Now nothing outside the published set is needed: stale chunks, and any an interrupted run left behind.
+    store.delete(set(store.all_ids()) - set(published))
     report.documents = len(manifest.documents)
     report.chunks = store.count()
     report.seconds = round(time.perf_counter() - started, 2)
@@ -267,7 +269,7 @@ def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: 
     done = 0
     for i in range(0, len(items), EMBED_BATCH):
         batch = items[i : i + EMBED_BATCH]
-        vectors = embedder.get_text_embedding_batch([c.text for _, c in batch])
+        vectors = _embed_batch(embedder, [c.text for _, c in batch])
         store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch],
                      [_chunk_metadata(d, str(Path(d.source).resolve()), c) for d, c in batch])
         done += len(batch)
@@ -275,17 +277,26 @@ def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: 
             progress(done, len(items))
 
 
-def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str] = frozenset()) -> str:
-    """Build the keyword index over the collection's chunks (less `exclude`) unless it is current;
-    returns its ids digest, the chunk set being published."""
-    from rag.keyword import ids_digest
+def _embed_batch(embedder: Any, texts: list[str]) -> list[list[float]]:
+    try:
+        return embedder.get_text_embedding_batch(texts)
+    except RagError:
+        raise
+    except Exception as exc:  # the model or the embedding endpoint failed mid-run
+        raise EmbeddingFailed(f"embedding failed ({type(exc).__name__}: {exc}); every chunk stored so far is kept "
+                              "and the next `rag ingest` embeds only what is missing") from exc
 
+
+def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str]) -> list[str]:
+    """Build the keyword index over the chunks of the manifest's documents (less `exclude`) unless it is
+    current; returns its ids, the chunk set being published. Chunks of no listed document (left by an
+    interrupted run) are never published."""
     current = KeywordIndex.load(directory)
-    ids = [i for i in store.all_ids() if i not in exclude]
+    ids = sorted(i for i, path in store.all_paths() if i not in exclude and path in documents)
     if current is not None and current.digest == ids_digest(ids):
-        return current.digest
-    all_ids, texts, _ = store.all_chunks()
-    kept = [(i, t) for i, t in zip(all_ids, texts) if i not in exclude]
+        return current.ids
+    all_ids, texts, metas = store.all_chunks()
+    kept = [(i, t) for i, t, m in zip(all_ids, texts, metas) if i not in exclude and m.get("path") in documents]
     index = KeywordIndex.build([i for i, _ in kept], [t for _, t in kept])
     index.save(directory)
-    return index.digest
+    return index.ids

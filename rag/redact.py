@@ -49,6 +49,7 @@ def install(settings: Settings) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        root.handlers[0].setLevel(settings.log_level)  # also for libraries that set their own loggers to DEBUG
     else:
         root.setLevel(settings.log_level)
     secrets = secrets_of(settings)

@@ -8,10 +8,9 @@ Markdown in the output is what this module adds: citation links and the highligh
 
 from __future__ import annotations
 
-import unicodedata
-
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 
 _ESCAPE = str.maketrans({ch: "\\" + ch for ch in string.punctuation})

@@ -66,6 +66,12 @@ class ChunkStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     @_guarded
+    def all_paths(self) -> list[tuple[str, str]]:
+        """(chunk id, document path) for every chunk in the collection."""
+        got = self.collection.get(include=["metadatas"])
+        return [(i, (m or {}).get("path", "")) for i, m in zip(got["ids"], got["metadatas"])]
+
+    @_guarded
     def upsert(self, ids: Sequence[str], embeddings: Sequence[Sequence[float]], texts: Sequence[str],
                metadatas: Sequence[dict]) -> None:
         self.collection.upsert(ids=list(ids), embeddings=[list(e) for e in embeddings],
@@ -169,6 +175,29 @@ def open_store(settings: Settings, model: str, dimension: int | None, *, create:
             f"rebuild it with `rag ingest --rebuild` (or set RAG_EMBED_MODEL={recorded})"
         )
     return ChunkStore(collection=collection, client=client)
+
+
+def reset_store(settings: Settings) -> None:
+    """Drop the collection before a rebuild. In embedded mode a store too damaged for that (a corrupt
+    SQLite file, an index Chroma cannot open) is removed from disk: it is derived data, and the source
+    files plus the manifest rebuild it."""
+    from rag.health import _sqlite_problems
+
+    if settings.chroma_host:
+        _drop(_client(settings), settings.collection)
+        return
+    try:
+        _drop(_client(settings), settings.collection)
+        damaged = bool(_sqlite_problems(settings))
+    except Exception:
+        damaged = True
+    if damaged:
+        import shutil
+
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # this process must not keep using the removed files
+        shutil.rmtree(settings.data_dir / "chroma", ignore_errors=True)
 
 
 def _drop(client: Any, name: str) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 KEY = "sk-test-CANARYKEY-9f8e7d6c5b4a39281706"
