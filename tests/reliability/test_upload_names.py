@@ -1,4 +1,5 @@
-"""Uploaded articles: checked like corpus files, saved under a generated name inside the corpus."""
+"""13. Uploaded articles (the chat's upload, the API's /ingest): checked like corpus files, saved under a
+generated name inside the corpus directory, whatever name they came with; odd types refused."""
 
 import pytest
 
@@ -39,3 +40,20 @@ def test_size_limit(settings):
     small = settings.replace(max_file_bytes=10)
     with pytest.raises(InputRejected, match="over the 10-byte limit"):
         save_upload("a.txt", ARTICLE, small)
+
+
+def test_api_ingest_names_never_become_paths(tmp_path, corpus, rag_server):
+    import httpx
+
+    server = rag_server(tmp_path / "data", RAG_API_TOKEN="t0ken", RAG_CORPUS_DIR=str(corpus))
+    auth = {"Authorization": "Bearer t0ken"}
+    names = ["../../etc/passwd.txt", "/tmp/absolute.md", "..\\..\\win.html", "sub/dir/x.txt"]
+    for n, name in enumerate(names):
+        body = {"documents": [{"filename": name, "text": f"Officials said on Monday that plan {n} was approved."}]}
+        assert httpx.post(f"{server.url}/ingest", json=body, headers=auth, timeout=120).status_code == 200
+    refused = httpx.post(f"{server.url}/ingest", headers=auth, timeout=60,
+                         json={"documents": [{"filename": "run.exe", "text": "MZ"}]})
+    assert refused.status_code == 422 and "unsupported file type '.exe'" in refused.json()["error"]
+    saved = sorted(p.name for p in corpus.iterdir())
+    assert len([s for s in saved if s.startswith("upload-")]) == len(names)
+    assert all(p.parent == corpus for p in corpus.rglob("*")) and not (tmp_path / "absolute.md").exists()
