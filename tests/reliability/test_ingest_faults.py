@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SEEDS, wait_until
 
 KILLPOINTS = Path(__file__).resolve().parent / "killpoints"

@@ -15,7 +15,7 @@ def server(seeded, tmp_path_factory, llm_server):
 
     started = RagServer(seeded.settings.data_dir, tmp_path_factory.mktemp("limits") / "serve.log",
                         RAG_REQUEST_TIMEOUT="1.5", OPENAI_API_KEY="sk-test-not-real",
-                        OPENAI_BASE_URL=llm_server.base_url, OPENAI_MODEL="hang", RAG_LLM_TIMEOUT="20")
+                        OPENAI_BASE_URL=llm_server.base_url, OPENAI_MODEL="hang", RAG_LLM_TIMEOUT="4")
     yield started
     started.stop()
 
