@@ -19,7 +19,7 @@ _EXPORTS = {
     "HybridRetriever": "rag.retrieval", "IngestReport": "rag.ingest",
     "RagError": "rag.errors", "ConfigError": "rag.errors", "InputRejected": "rag.errors",
     "StoreUnavailable": "rag.errors", "StoreMismatch": "rag.errors", "StoreBusy": "rag.errors",
-    "LLMUnavailable": "rag.errors", "LLMAuthError": "rag.errors",
+    "LLMUnavailable": "rag.errors", "LLMAuthError": "rag.errors", "EmbeddingFailed": "rag.errors",
 }
 
 __all__ = sorted(_EXPORTS)

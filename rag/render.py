@@ -23,10 +23,10 @@ CONTEXT_CHARS = 350  # shown either side of a quote when its paragraph is longer
 
 
 def terminal_safe(text: str) -> str:
-    """Text without control characters other than newline and tab (for a terminal)."""
-    if text.isprintable() or all(ch.isprintable() or ch in "\n\t" for ch in text):
+    """Text without control characters other than newline, tab and carriage return (progress bars)."""
+    if text.isprintable() or all(ch.isprintable() or ch in "\n\t\r" for ch in text):
         return text
-    return "".join(ch for ch in text if ch.isprintable() or ch in "\n\t" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"))
+    return "".join(ch for ch in text if ch.isprintable() or ch in "\n\t\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"))
 
 
 def escape_markdown(text: str, *, inline: bool = False) -> str:
