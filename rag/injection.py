@@ -17,7 +17,6 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from rag.text import sentence_spans
 
@@ -97,14 +96,14 @@ def chunk_metadata(findings: Findings, start: int, end: int) -> dict[str, str]:
     return {SPANS_KEY: json.dumps(inside), TERMS_KEY: json.dumps(findings.terms)}
 
 
-def passage_findings(passage: Any) -> Findings:
-    """Findings for a retrieved passage: recorded at ingest, plus a scan of its own text (indexes from
-    before this check, and Chroma servers written by older versions)."""
-    own = scan(passage.text, passage.start)
-    meta = getattr(passage, "metadata", {}) or {}
-    spans = [tuple(s) for s in json.loads(meta.get(SPANS_KEY, "[]"))]
-    terms = json.loads(meta.get(TERMS_KEY, "[]"))
-    return Findings(spans=sorted(set(own.spans) | set(spans)), terms=sorted(set(own.terms) | set(terms)))
+@lru_cache(maxsize=4096)
+def passage_findings(text: str, start: int, recorded_spans: str = "[]", recorded_terms: str = "[]") -> Findings:
+    """Findings for a retrieved passage: those recorded at ingest (chunk metadata, JSON) plus a scan of
+    its own text (for indexes written before this check existed)."""
+    own = scan(text, start)
+    spans = [tuple(s) for s in json.loads(recorded_spans)]
+    return Findings(spans=sorted(set(own.spans) | set(spans)),
+                    terms=sorted(set(own.terms) | set(json.loads(recorded_terms))))
 
 
 def overlaps(findings: Findings, start: int, end: int) -> bool:

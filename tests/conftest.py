@@ -21,7 +21,7 @@ os.environ.pop("CHROMA_HOST", None)
 _NETGUARD = Path(__file__).resolve().parent / "netguard"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_NETGUARD), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(_NETGUARD))
-import sitecustomize  # noqa: E402,F401  (ours: installs the guard here too)
+import netguard  # noqa: E402,F401  (installs the guard in this process too)
 
 sys.path.remove(str(_NETGUARD))
 # The ONNX export of the model is made once and kept with the build output, not in the user's ~/.cache.

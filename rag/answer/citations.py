@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from rag.retrieval import Passage
@@ -47,35 +46,21 @@ class Answer:
 def candidate_sentences(passage: Passage) -> list[Span]:
     """Sentences of a passage, with offsets into its document, that can stand as a cited claim:
     never one that reads as instructions to a model, or repeats what such instructions plant."""
-    from rag.injection import overlaps
+    from rag.injection import overlaps, repeats_planted
     from rag.text import is_heading
 
     findings = instructions_in(passage)
     return [s for s in sentence_spans(passage.text, passage.start)
             if len(s.text.split()) >= 5 and not is_heading(s.text)
-            and not (findings and (overlaps(findings, s.start, s.end) or _plants(s.text, findings.terms)))]
+            and not (findings and (overlaps(findings, s.start, s.end) or repeats_planted(s.text, [findings])))]
 
 
 def instructions_in(passage: Passage):
-    """The instruction-like text of a passage (`rag.injection.Findings`), cached per passage."""
-    from rag.injection import SPANS_KEY, TERMS_KEY
-
-    meta = passage.metadata or {}
-    return _instructions(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"))
-
-
-@lru_cache(maxsize=4096)
-def _instructions(text: str, start: int, spans: str, terms: str):
-    from types import SimpleNamespace
-
+    """The instruction-like text of a passage (`rag.injection.Findings`)."""
     from rag.injection import SPANS_KEY, TERMS_KEY, passage_findings
 
-    return passage_findings(SimpleNamespace(text=text, start=start, metadata={SPANS_KEY: spans, TERMS_KEY: terms}))
-
-
-def _plants(text: str, terms: list[str]) -> bool:
-    lowered = text.lower()
-    return any(term.lower() in lowered for term in terms)
+    meta = passage.metadata or {}
+    return passage_findings(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"))
 
 
 def citation_for(passage: Passage, span: Span, citation_id: int) -> Citation:

@@ -33,7 +33,7 @@ def test_cli_output_and_debug_logs_never_show_the_key(seeded, llm_server, model)
 
 def test_a_crash_traceback_is_redacted(seeded, tmp_path):
     broken = tmp_path / "sitecustomize.py"  # make the pipeline fail with the key in the exception message
-    broken.write_text("import rag.pipeline\n"
+    broken.write_text("import netguard\nimport rag.pipeline\n"
                       "def boom(*a, **k):\n"
                       f"    raise RuntimeError('upstream said: bad key {KEY}')\n"
                       "rag.pipeline.Pipeline.ask = boom\n")

@@ -5,6 +5,8 @@ manifest (saving the manifest), publish (writing the collection's published dige
 
 import os
 
+import netguard  # noqa: F401  (this file shadows tests/netguard/sitecustomize.py, so keep its guard)
+
 point, _, nth = os.environ.get("RAG_TEST_KILL_AT", "").partition(":")
 if point:
     import signal
