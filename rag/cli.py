@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from rag.config import MODES, PROJECT_DIR, Settings
 from rag.errors import InputRejected, RagError
+from rag.render import terminal_safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,12 +82,6 @@ def _parser() -> argparse.ArgumentParser:
     sources = sub.add_parser("sources", help="list indexed documents")
     sources.add_argument("--json", action="store_true")
     return parser
-
-
-def terminal_safe(text: str) -> str:
-    from rag.render import terminal_safe as safe
-
-    return safe(text)
 
 
 class _TerminalSafe:

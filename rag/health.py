@@ -60,10 +60,11 @@ def check_store(settings: Settings, timeout: float = 300) -> StoreHealth:
 def probe(settings: Settings) -> dict[str, Any]:
     """Run in the child: every problem found, as text."""
     from rag.keyword import KeywordIndex
+    from vectorstore.chroma import sqlite_problems
 
     problems: list[str] = []
     if not settings.chroma_host:
-        problems += _sqlite_problems(settings)
+        problems += sqlite_problems(settings)
         if problems:
             return {"chunks": 0, "problems": problems}
     try:
@@ -78,20 +79,6 @@ def probe(settings: Settings) -> dict[str, Any]:
         problems.append(f"{len(missing)} published chunks are missing from the store")
     problems += _self_retrieval_problems(store, [i for i in published if i in ids][:SELF_CHECKS])
     return {"chunks": len(ids), "problems": problems}
-
-
-def _sqlite_problems(settings: Settings) -> list[str]:
-    import sqlite3
-
-    path = settings.data_dir / "chroma" / "chroma.sqlite3"
-    if not path.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            result = db.execute("PRAGMA integrity_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        return [f"the SQLite file is damaged ({exc})"]
-    return [] if result == "ok" else [f"the SQLite file is damaged ({result})"]
 
 
 def _open(settings: Settings):

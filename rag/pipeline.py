@@ -105,7 +105,7 @@ class Pipeline:
                                                                    self._retriever.generation):
             self._retriever = self._open_retriever()
 
-    def _keyword_index(self, store):
+    def _keyword_index(self, store, published: str | None):
         """The local keyword index, rebuilt from the collection when the store has published a chunk set
         this data dir lacks, but only once the collection holds exactly that set (never from the middle
         of another process's ingest)."""
@@ -113,7 +113,6 @@ class Pipeline:
 
         directory = self.settings.data_dir / "keyword"
         local = KeywordIndex.load(directory)
-        published = store.published()
         if published is None or (local is not None and local.digest == published):
             return local
         if ids_digest(store.all_ids()) != published:
@@ -133,8 +132,8 @@ class Pipeline:
         manifest = Manifest(self.settings.data_dir).documents.values()
         duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
         dates = {d["source"]: d.get("date") for d in manifest}
-        generation = store.publication()[1]  # read first: a later publish makes the next refresh reopen
-        keyword = self._keyword_index(store)
+        published, generation = store.publication()  # read first: a later publish makes the next refresh reopen
+        keyword = self._keyword_index(store, published)
         return HybridRetriever(store, keyword, batched(get_embedder(self.settings)), duplicates, k=self.settings.k,
                                dates=dates, generation=generation)
 

@@ -148,15 +148,12 @@ def _client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
-def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True,
-               reset: bool = False) -> ChunkStore:
+def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True) -> ChunkStore:
     """The chunk collection, refusing one built with another embedding model."""
     client = _client(settings)
     contract = {"embed_model": model, "embed_dim": dimension or 0, "chunker": settings.chunker_id,
                 "hnsw:space": "cosine"}
     try:
-        if reset:
-            _drop(client, settings.collection)
         if create:
             collection = client.get_or_create_collection(settings.collection, metadata=contract,
                                                          embedding_function=None)
@@ -181,14 +178,12 @@ def reset_store(settings: Settings) -> None:
     """Drop the collection before a rebuild. In embedded mode a store too damaged for that (a corrupt
     SQLite file, an index Chroma cannot open) is removed from disk: it is derived data, and the source
     files plus the manifest rebuild it."""
-    from rag.health import _sqlite_problems
-
     if settings.chroma_host:
         _drop(_client(settings), settings.collection)
         return
     try:
         _drop(_client(settings), settings.collection)
-        damaged = bool(_sqlite_problems(settings))
+        damaged = bool(sqlite_problems(settings))
     except Exception:
         damaged = True
     if damaged:
@@ -198,6 +193,21 @@ def reset_store(settings: Settings) -> None:
 
         SharedSystemClient.clear_system_cache()  # this process must not keep using the removed files
         shutil.rmtree(settings.data_dir / "chroma", ignore_errors=True)
+
+
+def sqlite_problems(settings: Settings) -> list[str]:
+    """What SQLite's own integrity check finds wrong with the embedded store's file (empty: nothing)."""
+    import sqlite3
+
+    path = settings.data_dir / "chroma" / "chroma.sqlite3"
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            result = db.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return [f"the SQLite file is damaged ({exc})"]
+    return [] if result == "ok" else [f"the SQLite file is damaged ({result})"]
 
 
 def _drop(client: Any, name: str) -> None:
