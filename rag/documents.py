@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from rag.errors import InputRejected
-from rag.text import is_heading, sentence_spans, shingles
+from rag.text import content_terms, is_heading, sentence_spans, shingles
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 _MINHASH_SCHEME = "affine32"  # pinned: signatures are stored in the manifest and compared across runs
@@ -213,7 +213,7 @@ def clean_document(source: str, raw: str, repeated: frozenset[str] = frozenset()
             logo
             or (in_footer and short)
             or any(p.search(stripped) for p in rules.chrome)
-            or stripped in repeated
+            or (stripped in repeated and not _is_title(stripped, kept, raw))
             or (short and is_heading(stripped) and stripped in seen_short)
         ):
             dropped.append(stripped)
@@ -275,6 +275,16 @@ def _stated_date(rules: _Rules, line: str, next_line: str) -> tuple[str, int] | 
     if value:
         return (value, 1) if rules.date_value.match(value) else None
     return (next_line, 2) if rules.date_value.match(next_line) else None
+
+
+def _is_title(line: str, kept: list[str], raw: str) -> bool:
+    """A line repeated across documents is still a title when it opens the document and the text after it
+    is about it (every content word recurs): passages of one encyclopedia article share their title,
+    while site chrome ("Share this story") is not what the article talks about."""
+    if any(part.strip() for part in kept):
+        return False
+    after = content_terms(raw[raw.find(line) + len(line):])
+    return bool(content_terms(line)) and content_terms(line) <= after
 
 
 def _looks_like_name(line: str) -> bool:

@@ -83,6 +83,15 @@ def test_repeated_short_lines_across_documents_are_dropped(tmp_path):
     assert all("Share this story" not in d.text for d in docs)
 
 
+def test_a_title_shared_by_passages_of_one_article_stays_their_title(tmp_path):
+    for name, body in (("a.txt", "Mount Logan\n\nMount Logan is the highest mountain in Canada."),
+                       ("b.txt", "Mount Logan\n\nThe first ascent of Mount Logan was in 1925.")):
+        (tmp_path / name).write_text(body)
+    docs, _ = load_documents(sorted(tmp_path.glob("*.txt")), 10_000)
+    assert [d.title for d in docs] == ["Mount Logan", "Mount Logan"]
+    assert all(d.text.startswith("Mount Logan\n") for d in docs)
+
+
 @pytest.mark.parametrize("name, content, reason", [
     ("empty.txt", b"", "empty"),
     ("blank.txt", b"  \n\t \n", "empty"),

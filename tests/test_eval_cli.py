@@ -51,8 +51,9 @@ def test_eval_prints_the_table_and_writes_both_reports(small_eval):
     assert code == 0
     assert "hit_at_8" in stdout and "fact_recall" in stdout and "dev (3)" in stdout and "test (2)" in stdout
     assert "s5 [test]" in stdout and "missing fact: a fact no article states" in stdout
-    assert set(report["metrics"]) == {"hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "fact_recall",
-                                      "citation_validity", "citation_precision", "abstention_accuracy",
+    assert set(report["metrics"]) == {"hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "ndcg_at_10_docs",
+                                      "recall_at_10_docs", "mrr_docs", "fact_recall", "answer_f1",
+                                      "answer_rouge_l", "citation_validity", "citation_precision", "abstention_accuracy",
                                       "false_abstention_rate", "answer_words_mean", "latency_ms_p50",
                                       "latency_ms_p95"}
     assert report["k"] == 8 and report["mode"] == "extractive" and set(report["splits"]) == {"dev", "test"}
@@ -124,6 +125,7 @@ def test_a_gate_that_passes_says_so(gold, corpus, tmp_path, capsys):
     (["--thresholds", "{tmp}/bad.toml"], "not a gateable metric"),
     (["--baseline", "{tmp}/bad.json"], "is not a `rag eval --json` report"),
     (["--k", "0"], "k must be between 1 and 50"),
+    (["--limit", "0"], "limit must be at least 1"),
 ])
 def test_eval_bad_input_gets_a_clear_error(tmp_path, capsys, args, error):
     (tmp_path / "bad.jsonl").write_text("{oops\n")
@@ -159,3 +161,26 @@ def test_judge_scores_are_reported_beside_never_gating(gold, corpus, tmp_path, c
     assert report["judge"]["metrics"] == {"faithfulness": 1.0, "correctness_mean": 4.5}
     assert report["judge"]["judged"] == 4 and llm_server.attempts("judge") >= 8
     assert "faithfulness" not in report["metrics"]
+
+
+def test_benchmark_rows_are_scored_on_references_and_limit_cuts_the_run(tmp_path, corpus, capsys):
+    """A ClapNQ-style row (no fact phrases, human reference answers) gets token F1 and ROUGE-L; --limit N
+    evaluates only the first N rows."""
+    rows = [{"id": "b1", "question": "How many senators support the bipartisan bill on sanctions against Russia?",
+             "answer": "", "reference_answers": ["82 senators support the bill."], "facts": [],
+             "sources": ["002_f2e8e39dc4325990.txt"], "answerable": True},
+            {"id": "b2", "question": "Which team won the Super Bowl?", "answer": "", "facts": [], "sources": [],
+             "answerable": False}]
+    gold = tmp_path / "bench.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, _ = run(capsys, "--data-dir", tmp_path / "data", "eval", "--gold", gold, "--corpus", corpus,
+                     "--no-gate", "--json", tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and report["metrics"]["fact_recall"] is None
+    first = report["questions"][0]
+    assert 0 < first["answer_f1"] <= 1 and 0 < first["answer_rouge_l"] <= 1
+    assert report["metrics"]["answer_f1"] == round(first["answer_f1"], 4)
+    assert report["metrics"]["ndcg_at_10_docs"] == 1.0 and report["metrics"]["recall_at_10_docs"] == 1.0
+    code, _, _ = run(capsys, "--data-dir", tmp_path / "data", "eval", "--gold", gold, "--corpus", corpus,
+                     "--no-gate", "--limit", "1", "--json", tmp_path / "r1.json")
+    assert [q["id"] for q in json.loads((tmp_path / "r1.json").read_text())["questions"]] == ["b1"]

@@ -149,9 +149,10 @@ def _write(tmp_path, *rows):
     ({**ROW, "answerable": "yes"}, "'answerable' must be true or false"),
     ({**ROW, "question": "  "}, "'question' must be a non-empty string"),
     ({**ROW, "history": "earlier"}, "'history' must be a list of questions"),
-    ({**ROW, "facts": []}, "an answerable row needs at least one fact"),
+    ({**ROW, "reference_answers": "Rosneft"}, "'reference_answers' must be a list of answers"),
+    ({**ROW, "selected_sentences": ["a"]}, "'selected_sentences' must be a list of lists of sentences"),
     ({**ROW, "sources": []}, "an answerable row needs at least one source"),
-    ({**ROW, "answerable": False}, "must have no facts and no sources"),
+    ({**ROW, "answerable": False}, "must have no facts, sources or reference answers"),
     ({**ROW, "sources": ["missing.txt"]}, "source 'missing.txt' is not a file in the corpus"),
 ])
 def test_gold_validation_names_the_line_and_the_problem(tmp_path, row, error):
@@ -160,6 +161,16 @@ def test_gold_validation_names_the_line_and_the_problem(tmp_path, row, error):
         load_gold(path, corpus_files=["a.txt", "sub/b.txt"])
     assert f"{path}:2: " in str(caught.value) and error in str(caught.value)
     assert caught.value.problems[0][0] == 2
+
+
+def test_benchmark_rows_without_facts_are_accepted(tmp_path):
+    row = {**ROW, "facts": [], "reference_answers": ["Rosneft and Lukoil.", "Two oil firms."],
+           "selected_sentences": [["Rosneft and Lukoil were named ."]]}
+    item, = load_gold(_write(tmp_path, row), corpus_files=["a.txt"])
+    assert item.facts == [] and item.references == ["Rosneft and Lukoil.", "Two oil firms."]
+    assert item.selected_sentences == [["Rosneft and Lukoil were named ."]]
+    plain, = load_gold(_write(tmp_path, {**ROW, "facts": []}), corpus_files=["a.txt"])
+    assert plain.references == [ROW["answer"]]  # the answer alone is the reference
 
 
 def test_gold_validation_reports_every_bad_row_at_once(tmp_path):
@@ -226,3 +237,33 @@ def test_gate_names_each_failing_metric(tmp_path):
                         "false_abstention_rate = 0.1 is above the threshold 0.05"]
     assert gate.check({"fact_recall": 0.85, "hit_at_k": 0.9, "abstention_accuracy": 1.0,
                        "false_abstention_rate": 0.05}) == []
+
+
+# ---- wording against reference answers
+
+
+@pytest.mark.parametrize("answer, references, f1", [
+    ("The Reichsbank printed notes [1].", ["the Reichsbank printed notes"], 1.0),  # markers, articles, case
+    ("Rosneft", ["Rosneft and Lukoil"], 0.5),  # precision 1, recall 1/3
+    ("nothing shared", ["Rosneft"], 0.0),
+    ("Rosneft", ["Lukoil", "Rosneft!"], 1.0),  # the best reference counts
+    ("anything", [], 0.0),
+])
+def test_token_f1(answer, references, f1):
+    assert m.token_f1(answer, references) == pytest.approx(f1)
+
+
+def test_rouge_l_is_order_aware():
+    assert m.rouge_l("a b c d", ["a b c d"]) == pytest.approx(1.0)
+    # Same tokens, reversed order: F1 is perfect, the longest common subsequence is one token.
+    assert m.token_f1("w x y z", ["z y x w"]) == pytest.approx(1.0)
+    assert m.rouge_l("w x y z", ["z y x w"]) == pytest.approx(0.25)
+    assert m.rouge_l("x", []) == 0.0
+
+
+def test_a_bracketed_number_quoted_from_the_source_is_not_a_citation_marker():
+    quote = "He lived to 74 [14] years ."
+    citations = [{"id": 1, "source": "a.txt", "start": 0, "end": len(quote), "quote": quote}]
+    assert m.citation_problems(f"{quote} [1]", citations, lambda _: quote) == []
+    assert m.citation_checks(f"{quote} [1]", citations) == 1
+    assert m.citation_problems(f"{quote} [1] More [2].", citations, lambda _: quote) == ["marker [2] has no citation"]

@@ -3,6 +3,11 @@
     {"id": "q07", "question": "...", "answer": "...", "facts": [["rosneft"], ["lukoil"]],
      "sources": ["000_c7ab87e678e88968.txt"], "answerable": true,
      "history": ["an earlier question"], "split": "dev"}          # history and split optional
+
+Benchmark rows (ClapNQ, SciFact) may carry no fact phrases (`"facts": []`): they are scored on retrieval,
+abstention and, where they have reference answers, token F1 and ROUGE-L. Optional for them:
+`"reference_answers": [...]` (human answers; `answer` alone counts as one) and
+`"selected_sentences": [[...], ...]` (the source sentences each reference rests on; used to train the answerer).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Callable, Iterable
 from rag.errors import GoldFileError, InputRejected
 
 _REQUIRED = ("id", "question", "answer", "facts", "sources", "answerable")
-_OPTIONAL = ("history", "split")
+_OPTIONAL = ("history", "split", "reference_answers", "selected_sentences")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,15 @@ class GoldItem:
     history: list[str] = field(default_factory=list)
     split: str = "unsplit"
     line: int = 0
+    reference_answers: list[str] = field(default_factory=list)  # human answers to score token F1/ROUGE-L against
+    selected_sentences: list[list[str]] = field(default_factory=list)
+
+    @property
+    def references(self) -> list[str]:
+        """The reference answers to score an answer's wording against (none for unanswerable rows)."""
+        if not self.answerable:
+            return []
+        return self.reference_answers or ([self.answer] if self.answer.strip() else [])
 
 
 def read_input(path: Path, what: str, parse: Callable[[str], Any]) -> Any:
@@ -95,6 +109,10 @@ def _type_problems(row: dict[str, Any]) -> list[str]:
         ("sources", lambda v: isinstance(v, list) and all(_nonempty_str(s) for s in v), "a list of file names"),
         ("history", lambda v: isinstance(v, list) and all(_nonempty_str(q) for q in v), "a list of questions"),
         ("split", _nonempty_str, "a non-empty string such as \"dev\" or \"test\""),
+        ("reference_answers", lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
+         "a list of answers"),
+        ("selected_sentences", lambda v: isinstance(v, list) and all(
+            isinstance(g, list) and all(isinstance(t, str) for t in g) for g in v), "a list of lists of sentences"),
     ]
     return [f"{name!r} must be {what}, got {json.dumps(row[name])[:60]}"
             for name, ok, what in expectations if name in row and not ok(row[name])]
@@ -103,12 +121,11 @@ def _type_problems(row: dict[str, Any]) -> list[str]:
 def _meaning_problems(row: dict[str, Any], known_files: set[str] | None) -> list[str]:
     problems = []
     if row["answerable"]:
-        if not row["facts"]:
-            problems.append("an answerable row needs at least one fact")
+        # Facts may be empty (benchmark rows): such a row is scored on retrieval, abstention and references.
         if not row["sources"]:
             problems.append("an answerable row needs at least one source")
-    elif row["facts"] or row["sources"]:
-        problems.append("an unanswerable row (\"answerable\": false) must have no facts and no sources")
+    elif row["facts"] or row["sources"] or row.get("reference_answers"):
+        problems.append("an unanswerable row (\"answerable\": false) must have no facts, sources or reference answers")
     if known_files is not None:
         problems += [f"source {s!r} is not a file in the corpus" for s in row["sources"]
                      if not any(matches(s, f) for f in known_files)]
@@ -118,7 +135,9 @@ def _meaning_problems(row: dict[str, Any], known_files: set[str] | None) -> list
 def _item(row: dict[str, Any], line: int) -> GoldItem:
     return GoldItem(id=row["id"], question=row["question"], answer=row["answer"], facts=row["facts"],
                     sources=row["sources"], answerable=row["answerable"], history=row.get("history", []),
-                    split=row.get("split", "unsplit"), line=line)
+                    split=row.get("split", "unsplit"), line=line,
+                    reference_answers=row.get("reference_answers", []),
+                    selected_sentences=row.get("selected_sentences", []))
 
 
 def _nonempty_str(value: Any) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import re
+import string
+from collections import Counter
 from typing import Callable, Iterable, Sequence
 
 from rag.text import normalise
@@ -79,6 +81,51 @@ def answer_words(answer: str) -> int:
     return len(_MARKER.sub(" ", answer).split())
 
 
+# ---- wording against human reference answers (SQuAD's normalisation; max over the references)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def squad_tokens(text: str) -> list[str]:
+    """Lower case, punctuation and articles removed, whitespace split (the SQuAD v1.1 evaluation script)."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+
+
+def token_f1(answer: str, references: Sequence[str]) -> float:
+    """The best token-overlap F1 of the answer (citation markers removed) against any reference."""
+    predicted = squad_tokens(_MARKER.sub(" ", answer))
+    return max((_f1(predicted, squad_tokens(r)) for r in references), default=0.0)
+
+
+def _f1(predicted: list[str], reference: list[str]) -> float:
+    common = sum((Counter(predicted) & Counter(reference)).values())
+    if not common:
+        return 0.0
+    precision, recall_ = common / len(predicted), common / len(reference)
+    return 2 * precision * recall_ / (precision + recall_)
+
+
+def rouge_l(answer: str, references: Sequence[str]) -> float:
+    """The best ROUGE-L F-measure (longest common subsequence of SQuAD tokens) against any reference."""
+    predicted = squad_tokens(_MARKER.sub(" ", answer))
+    best = 0.0
+    for reference in map(squad_tokens, references):
+        lcs = _lcs(predicted, reference)
+        if lcs:
+            precision, recall_ = lcs / len(predicted), lcs / len(reference)
+            best = max(best, 2 * precision * recall_ / (precision + recall_))
+    return best
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0
+        for j, y in enumerate(b, start=1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
 def citation_problems(answer: str, citations: Sequence[dict], document_text: Callable[[str], str]) -> list[str]:
     """Why each citation is invalid: a marker with no citation, or a quote that is not the source text.
 
@@ -86,7 +133,7 @@ def citation_problems(answer: str, citations: Sequence[dict], document_text: Cal
     """
     problems: list[str] = []
     known = {c["id"] for c in citations}
-    for number in sorted({int(m) for m in _MARKER.findall(answer)} - known):
+    for number in sorted(_markers(answer, citations) - known):
         problems.append(f"marker [{number}] has no citation")
     for c in citations:
         try:
@@ -102,7 +149,15 @@ def citation_problems(answer: str, citations: Sequence[dict], document_text: Cal
 def citation_checks(answer: str, citations: Sequence[dict]) -> int:
     """How many things citation validity checks in one answer: each citation and each dangling marker."""
     known = {c["id"] for c in citations}
-    return len(citations) + len({int(m) for m in _MARKER.findall(answer)} - known)
+    return len(citations) + len(_markers(answer, citations) - known)
+
+
+def _markers(answer: str, citations: Sequence[dict]) -> set[int]:
+    """The citation markers of an answer. A bracketed number inside a quoted source sentence ("74 [14] years",
+    a Wikipedia footnote) is the source's text, not a marker."""
+    for c in citations:
+        answer = answer.replace(c["quote"], " ")
+    return {int(m) for m in _MARKER.findall(answer)}
 
 
 # ---- aggregation

@@ -20,9 +20,12 @@ from rag.errors import InputRejected, RagError
 from rag.evaluation import metrics as m
 from rag.evaluation.gold import GoldItem, load_gold, matches
 
-METRIC_NAMES = ("hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "fact_recall", "citation_validity",
-                "citation_precision", "abstention_accuracy", "false_abstention_rate", "answer_words_mean",
-                "latency_ms_p50", "latency_ms_p95")
+METRIC_NAMES = ("hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "ndcg_at_10_docs", "recall_at_10_docs", "mrr_docs",
+                "fact_recall", "answer_f1", "answer_rouge_l", "citation_validity", "citation_precision",
+                "abstention_accuracy", "false_abstention_rate", "answer_words_mean", "latency_ms_p50",
+                "latency_ms_p95")
+DOC_DEPTH = 10  # BEIR's cut-off for the distinct-document ranking
+DOC_POOL = 50  # passages read to find DOC_DEPTH distinct documents
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -50,7 +53,8 @@ class EvalResult:
 
 
 def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None, k: int | None = None,
-             mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None) -> EvalResult:
+             mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None,
+             limit: int | None = None) -> EvalResult:
     from rag.ingest import display_path, expand_paths
     from rag.pipeline import Pipeline
 
@@ -61,6 +65,10 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
     files = _corpus_files(corpus, expand_paths)
     corpus_files = {_relative(f, corpus) for f in files}
     items = load_gold(gold_path, corpus_files=corpus_files)
+    if limit is not None:
+        if limit < 1:
+            raise InputRejected(f"limit must be at least 1, got {limit}")
+        items = items[:limit]
     pipeline = Pipeline(eval_settings(settings, corpus, files))
     report = pipeline.ingest([corpus])
     warnings = [f"corpus file skipped: {s['path']}: {s['reason']}" for s in report.skipped]
@@ -127,14 +135,18 @@ def _evaluate(item: GoldItem, pipeline: Any, k: int, mode: str, document_text: C
         answer = pipeline.ask(item.question, item.history, k=k, mode=mode)
     except RagError as exc:  # one bad row must not hide the other results
         return {**record, "passed": False, "error": str(exc), "reasons": [f"error: {exc}"], "abstained": False,
-                "answer": "", "citations": [], "retrieved": [], "latency_ms": None, "fact_recall": 0.0,
+                "answer": "", "citations": [], "retrieved": [], "latency_ms": None,
+                "fact_recall": 0.0 if item.facts else None,
                 "missing_facts": item.facts, "citation_problems": [], "citation_checks": 0,
-                "citations_in_sources": 0, **_retrieval_scores([], item, corpus_files, k)}
+                "citations_in_sources": 0, "answer_f1": 0.0 if item.references else None,
+                "answer_rouge_l": 0.0 if item.references else None,
+                **_retrieval_scores([], item, corpus_files, k), **_document_scores([], item, corpus_files)}
     latency = round((time.perf_counter() - started) * 1000, 1)
     citations = [asdict(c) for c in answer.citations]
     retrieved = m.ranked_documents((_relative(p.source, corpus), [_relative(s, corpus) for s in p.also_in])
                                    for p in answer.passages[:k])
     missing = m.missing_facts(answer.answer, item.facts) if not answer.abstained else [list(f) for f in item.facts]
+    spoken = "" if answer.abstained else answer.answer  # a refusal scores 0 against the references
     problems = m.citation_problems(answer.answer, citations, document_text)
     in_sources = sum(1 for c in citations if _cites_gold(c, item, corpus))
     record.update(
@@ -143,7 +155,10 @@ def _evaluate(item: GoldItem, pipeline: Any, k: int, mode: str, document_text: C
         retrieved=retrieved, latency_ms=latency, answer_words=m.answer_words(answer.answer),
         fact_recall=1.0 - len(missing) / len(item.facts) if item.facts else None, missing_facts=missing,
         citation_problems=problems, citation_checks=m.citation_checks(answer.answer, citations),
-        citations_in_sources=in_sources, **_retrieval_scores(retrieved, item, corpus_files, k))
+        citations_in_sources=in_sources, **_retrieval_scores(retrieved, item, corpus_files, k),
+        answer_f1=m.token_f1(spoken, item.references) if item.references else None,
+        answer_rouge_l=m.rouge_l(spoken, item.references) if item.references else None,
+        **_document_scores(_document_ranking(item, pipeline, corpus), item, corpus_files))
     record["reasons"] = _reasons(record, item)
     record["passed"] = not record["reasons"]
     return record
@@ -160,6 +175,24 @@ def _retrieval_scores(retrieved: list[str], item: GoldItem, corpus_files: set[st
     return {"hit": m.hit(retrieved, relevant), "recall": m.recall(retrieved, relevant),
             "reciprocal_rank": m.reciprocal_rank(retrieved, relevant), "ndcg": m.ndcg(retrieved, relevant, k),
             "missed_sources": sorted(relevant - set(retrieved))}
+
+
+def _document_ranking(item: GoldItem, pipeline: Any, corpus: Path) -> list[str]:
+    """Distinct documents in retrieval order, deep enough for BEIR-style scores at DOC_DEPTH."""
+    if not item.answerable:
+        return []
+    passages = pipeline.retrieve(item.question, DOC_POOL, history=item.history)
+    ranked = m.ranked_documents((_relative(p.source, corpus), [_relative(s, corpus) for s in p.also_in])
+                                for p in passages)
+    return ranked[:DOC_DEPTH]
+
+
+def _document_scores(ranked: list[str], item: GoldItem, corpus_files: set[str]) -> dict[str, Any]:
+    if not item.answerable:
+        return {"ndcg_docs": None, "recall_docs": None, "reciprocal_rank_docs": None}
+    relevant = _relevant(item, corpus_files)
+    return {"ndcg_docs": m.ndcg(ranked, relevant, DOC_DEPTH), "recall_docs": m.recall(ranked, relevant),
+            "reciprocal_rank_docs": m.reciprocal_rank(ranked, relevant)}
 
 
 def _cites_gold(citation: dict[str, Any], item: GoldItem, corpus: Path) -> bool:
@@ -191,7 +224,14 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, float | None]:
         "recall_at_k": m.mean([r["recall"] for r in answerable]),
         "mrr": m.mean([r["reciprocal_rank"] for r in answerable]),
         "ndcg_at_k": m.mean([r["ndcg"] for r in answerable]),
-        "fact_recall": m.mean([r["fact_recall"] or 0.0 for r in answerable]),
+        "ndcg_at_10_docs": m.mean([r["ndcg_docs"] for r in answerable if r.get("ndcg_docs") is not None]),
+        "recall_at_10_docs": m.mean([r["recall_docs"] for r in answerable if r.get("recall_docs") is not None]),
+        "mrr_docs": m.mean([r["reciprocal_rank_docs"] for r in answerable
+                            if r.get("reciprocal_rank_docs") is not None]),
+        # Rows without fact phrases (benchmarks) are scored on their references instead.
+        "fact_recall": m.mean([r["fact_recall"] for r in answerable if r["fact_recall"] is not None]),
+        "answer_f1": m.mean([r["answer_f1"] for r in answerable if r.get("answer_f1") is not None]),
+        "answer_rouge_l": m.mean([r["answer_rouge_l"] for r in answerable if r.get("answer_rouge_l") is not None]),
         "citation_validity": 1 - sum(len(r["citation_problems"]) for r in records) / checks if checks else 1.0,
         "citation_precision": sum(r["citations_in_sources"] for r in answerable) / cited if cited else None,
         "abstention_accuracy": m.mean([1.0 if r["abstained"] else 0.0 for r in unanswerable]),
