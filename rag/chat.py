@@ -1,7 +1,8 @@
 """Follow-up condensing: turn "How did Moscow react to that?" into a question that stands alone.
 
-Offline the rewrite is deterministic: a follow-up (a pronoun or demonstrative pointing back, or a
-very short question) borrows the content words of the previous question. With an LLM configured the
+Offline the rewrite is deterministic. Whether a question is a follow-up is read from what it lacks
+(a pronoun with nothing in the question to point to, an opening "And…", no subject of its own); a
+follow-up borrows the words of the previous question, resolved in turn against the ones before it. With an LLM configured the
 LLM rewrites it (prompt in rag/prompts/condense_*.txt), falling back to the deterministic rewrite
 when the LLM fails or replies with something that is not a question.
 """
@@ -12,28 +13,57 @@ import re
 from string import Template
 from typing import TYPE_CHECKING, Sequence
 
-from rag.text import STOPWORDS
+from rag.text import STOPWORDS, content_terms
 
 if TYPE_CHECKING:
     from rag.config import Settings
 
 MAX_HISTORY = 6  # earlier questions sent to the LLM rewrite
+_QUESTION_TERMS = content_terms("who what when where why how which whose whom tell me about say said happen "
+                                "happened please")
 
-_BACK_REFERENCES = {"that", "this", "it", "its", "they", "them", "their", "he", "him", "his", "she", "her",
-                    "those", "these", "there", "then", "such", "same", "also", "else"}
+# Words that point outside the question: a question using one continues the conversation.
+_POINTERS = {"it", "they", "them", "this", "these", "those", "there", "then", "such", "same", "else"}
+# Words that point to a person or thing: inside the question when a name comes before them
+# ("What did Russia demand in its memorandum?"), outside it otherwise ("What did he say?").
+_ANAPHORS = {"he", "she", "him", "his", "her", "hers", "its", "their", "theirs"}
+_OPENERS = re.compile(r"^\s*(and|so|also|what about|how about|and what|but)\b", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]+")
+ELLIPTICAL_TERMS = 2  # "Why?", "What happened next?": too few words of its own to stand alone
+# A verb whose complement is left out ("How did the Kremlin react?" — to what?) leans on the conversation.
+_OPEN_COMPLEMENT = re.compile(r"\b(react|respond|reply|comment|retaliate)(ed|s)?\W*$", re.I)
 
 
 def is_follow_up(question: str) -> bool:
-    words = re.findall(r"[\w']+", question.lower())
-    return len(words) <= 4 or any(w in _BACK_REFERENCES for w in words)
+    """Whether the question leans on the conversation: a pronoun with nothing in the question to refer
+    to, an opening "And…"/"What about…", a verb missing its complement ("How did the Kremlin react?"),
+    or too little of its own and no name ("Why?")."""
+    if _OPENERS.match(question):
+        return True
+    tokens = re.findall(r"[\w'’]+", question)
+    for i, token in enumerate(tokens):
+        word = token.lower()
+        if word in _POINTERS or word == "that" and i == len(tokens) - 1:
+            return True
+        if word in _ANAPHORS and not _NAME.search(" ".join(tokens[:i])):
+            return True
+    if _OPEN_COMPLEMENT.search(question):
+        return True
+    own = content_terms(question) - _QUESTION_TERMS
+    return len(own) <= ELLIPTICAL_TERMS and not _NAME.search(question)
 
 
 def condense(question: str, history: Sequence[str] | None) -> str:
-    """The query to search for: the question itself, or a follow-up joined with the earlier context."""
+    """The query to search for: the question itself, or a follow-up joined with what the conversation was
+    about (the previous question, itself resolved against the ones before it). A question that stands
+    alone never picks up earlier topics."""
     if not history or not is_follow_up(question):
         return question
-    previous = history[-1]
-    context = [w for w in re.findall(r"[\w'’-]+", previous) if w.lower() not in STOPWORDS | _BACK_REFERENCES]
+    previous = condense(history[-1], history[:-1])
+    context = [w for w in re.findall(r"[\w'’-]+", previous)
+               if w.lower() not in STOPWORDS | _POINTERS | _ANAPHORS | {"that"} and w.lower() not in _QUESTION_TERMS
+               and not re.search(rf"\b{re.escape(w)}\b", question, re.I)]
+    context = list(dict.fromkeys(context))
     return f"{question} ({' '.join(context)})" if context else question
 
 

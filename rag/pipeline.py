@@ -187,6 +187,8 @@ class Pipeline:
         if answer.mode == "extractive":
             self._answer_extractively(answer, retriever.embedder, vector)
         answer.warnings = [*suspicious, *(answer.warnings or [])]
+        if not answer.abstained:
+            _note_conflicts(answer)
         done = time.perf_counter()
         answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
                              "total": _ms(done - started)}
@@ -208,6 +210,18 @@ class Pipeline:
         result = answer_extractive(answer.query, answer.passages, embedder,
                                    self.settings.max_answer_words, query_vector=query_vector)
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
+
+
+def _note_conflicts(answer) -> None:
+    """Cited sentences from different articles that give different figures for the same thing: listed in
+    `answer.conflicts`, and said in the answer, citing both."""
+    from rag.answer.conflicts import find_conflicts
+
+    found = find_conflicts([(c.id, c.source, c.quote) for c in answer.citations])
+    answer.conflicts = [c.to_dict() for c in found]
+    for c in found:
+        a, b = c.citations
+        answer.answer += (f" The sources differ on {c.about}: “{c.figures[0]}” [{a}] against “{c.figures[1]}” [{b}].")
 
 
 def _instruction_warnings(passages) -> list[str]:

@@ -38,6 +38,8 @@ class Answer:
     query: str = ""  # what was searched for (the question rewritten with the chat's context)
     notice: str | None = None  # e.g. "LLM unavailable, showing the extractive answer"
     warnings: list[str] = field(default_factory=list)
+    kind: str = "answer"  # "answer", "overview", "timeline" or "articles" (a request that is not a question)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)  # {"about", "citations", "figures"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,9 +52,35 @@ def candidate_sentences(passage: Passage) -> list[Span]:
     from rag.text import is_heading
 
     findings = instructions_in(passage)
-    return [s for s in sentence_spans(passage.text, passage.start)
-            if len(s.text.split()) >= 5 and not is_heading(s.text)
+    return [s for s in whole_quotes(sentence_spans(passage.text, passage.start), passage)
+            if len(s.text.split()) >= 5 and not is_heading(s.text) and not is_list_fragment(s.text)
             and not (findings and (overlaps(findings, s.start, s.end) or repeats_planted(s.text, [findings])))]
+
+
+_BULLET = re.compile(r"^\s*(?:[•·▪◦‣*–—-]|\d{1,2}[.)])\s+")
+
+
+def is_list_fragment(sentence: str) -> bool:
+    """A bullet item ("• Imposition of new sanctions on Russia.") or a list title ("Key takeaways:"): parts
+    of a list, not sentences that can stand alone as an answer."""
+    return bool(_BULLET.match(sentence)) or sentence.rstrip().endswith(":")
+
+
+def whole_quotes(spans: list[Span], passage: Passage) -> list[Span]:
+    """Sentences joined while a quotation is open, so an answer never cuts one ("...that the U.S." / "...")."""
+    joined: list[Span] = []
+    for span in spans:
+        between = passage.text[joined[-1].end - passage.start:span.start - passage.start] if joined else "\n"
+        if "\n" not in between and _open_quote(joined[-1].text):  # within one paragraph only
+            last = joined[-1]
+            joined[-1] = Span(last.start, span.end, passage.text[last.start - passage.start:span.end - passage.start])
+        else:
+            joined.append(span)
+    return joined
+
+
+def _open_quote(text: str) -> bool:
+    return text.count("\u201c") > text.count("\u201d") or text.count('"') % 2 == 1
 
 
 def instructions_in(passage: Passage):
