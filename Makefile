@@ -5,8 +5,11 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
+# Public benchmarks beside the project (read in place, never copied in)
+BENCH  ?= ../shared/bench
+CLAPNQ := $(BENCH)/clapnq-dev-a
 
-.PHONY: run test baseline browser test-llm install clean
+.PHONY: run test baseline browser test-llm install clean answerer
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,11 +33,20 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
 		echo "warning: chromium could not be installed: the browser test will be skipped"
 
-# The unit and integration tests, then the eval gate on evals/gold.jsonl (exits 1 naming any metric
-# below its threshold in evals/thresholds.toml). Reports land in build/eval.{json,md,png}.
+# The unit and integration tests, then the eval gates: evals/gold.jsonl (evals/thresholds.toml) and, when
+# the folder is there, the public ClapNQ benchmark (evals/clapnq/thresholds.toml). Each exits 1 naming any
+# metric outside its bound. Reports land in build/eval*.{json,md,png}.
 test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --baseline evals/baseline.json --json build/eval.json --markdown build/eval.md
+	@if [ -d "$(CLAPNQ)" ]; then \
+		HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --gold $(CLAPNQ)/gold.jsonl --corpus $(CLAPNQ)/corpus \
+			--thresholds evals/clapnq/thresholds.toml --json build/eval-clapnq.json --markdown build/eval-clapnq.md; \
+	else echo "skipped the ClapNQ gate: $(CLAPNQ) is not there"; fi
+
+# Fit the offline answerer's weights (rag/data/answerer.json) on ClapNQ and the own dev questions.
+answerer: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m rag.answer.train --bench $(CLAPNQ)
 
 # Record the current numbers as the baseline later runs are compared with.
 baseline: $(STAMP)

@@ -38,13 +38,24 @@ def ensure_index(pipeline: Pipeline) -> None:
 
 
 # ---- the answer and its sources
+_KIND_CAPTIONS = {"overview": "Overview: the central sentences of the articles", "timeline": "Timeline, in date order",
+                  "articles": "The articles in the index"}
+
+
 def render_answer(message: dict[str, Any], index: int) -> None:
     if message.get("notice"):
         st.info(message["notice"], icon="ℹ️")
     if message["abstained"]:
         st.warning(escape_markdown(message["answer"]), icon="🤷")
     else:
+        if message.get("kind") in _KIND_CAPTIONS:
+            st.caption(_KIND_CAPTIONS[message["kind"]])
         st.markdown(answer_markdown(message["answer"], {c["id"] for c in message["citations"]}, index))
+    for conflict in message.get("conflicts") or []:
+        first, second = conflict["citations"]
+        st.warning(f"The sources disagree on {escape_markdown(conflict['about'])}: "
+                   f"“{escape_markdown(conflict['figures'][0])}” \\[{first}\\] against "
+                   f"“{escape_markdown(conflict['figures'][1])}” \\[{second}\\].", icon="⚖️")
     if message.get("query") and message["query"] != message["question"]:
         st.caption(f"Searched for: {escape_markdown(message['query'])}")
     for citation in message["citations"]:

@@ -99,6 +99,35 @@ def format_table(rows: list[tuple[str, dict[str, dict[str, Any]]]], clients: int
     return "\n".join(lines)
 
 
+def run_answer_bench(settings: Settings, corpus: Path | None = None, gold: Path = QUESTIONS_FILE,
+                     rounds: int = 3) -> int:
+    """In process, no HTTP: what a warm extractive answer costs beside its retrieval. Every gold question
+    is asked once to warm the caches, then `rounds` more times; prints the p50/p95 of each stage."""
+    from rag.evaluation.gold import load_gold
+    from rag.evaluation.runner import _corpus_files, eval_settings
+    from rag.ingest import expand_paths
+    from rag.pipeline import Pipeline
+
+    corpus = Path(corpus or settings.corpus_dir)
+    pipeline = Pipeline(eval_settings(settings, corpus, _corpus_files(corpus, expand_paths)))
+    pipeline.ingest([corpus])
+    items = load_gold(gold)
+    timings: dict[str, list[float]] = {"retrieve": [], "answer": [], "total": []}
+    for round_ in range(rounds + 1):
+        for item in items:
+            answer = pipeline.ask(item.question, item.history, mode="extractive")
+            if round_:  # the first round only warms the caches
+                for stage in timings:
+                    timings[stage].append(answer.timings_ms[stage])
+    print(f"{len(items)} questions x {rounds} warm rounds, extractive, in process ({gold.name})\n")
+    print(f"{'stage':<10} {'p50 ms':>8} {'p95 ms':>8}")
+    for stage, values in timings.items():
+        print(f"{stage:<10} {percentile(values, 50):>8.1f} {percentile(values, 95):>8.1f}")
+    ratio = percentile(timings["answer"], 50) / max(percentile(timings["retrieve"], 50), 1e-9)
+    print(f"\nanswer / retrieve at p50: {ratio:.2f}x")
+    return 0
+
+
 def _questions() -> list[str]:
     try:
         return [json.loads(line)["question"] for line in QUESTIONS_FILE.read_text().splitlines() if line.strip()]

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chroma", action="store_true", help="also run against a `chroma run` server on loopback")
     bench.add_argument("--url", help="an already running `rag serve` to drive instead of starting one")
     bench.add_argument("--workers", type=int, default=2, help="`rag serve --workers` for the servers it starts")
+    bench.add_argument("--answers", action="store_true",
+                       help="instead: in process, the cost of a warm extractive answer beside its retrieval")
+    bench.add_argument("--gold", type=Path, default=PROJECT_DIR / "evals" / "gold.jsonl",
+                       help="with --answers: the questions to ask (default evals/gold.jsonl)")
+    bench.add_argument("--corpus", type=Path, help="with --answers: the corpus they are about (default seeds/)")
 
     sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
 
@@ -284,8 +289,10 @@ def _mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.bench import run_bench
+    from rag.bench import run_answer_bench, run_bench
 
+    if args.answers:
+        return run_answer_bench(settings, args.corpus, args.gold)
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,

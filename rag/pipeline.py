@@ -166,14 +166,21 @@ class Pipeline:
             mode: str | None = None, on_token: Callable[[str], None] | None = None,
             filters: Filters | Mapping[str, Any] | None = None):
         from rag.answer.citations import Answer
-        from rag.chat import condense, condense_with_llm
+        from rag.answer.overview import read_request
+        from rag.chat import condense, condense_with_llm, is_follow_up
 
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         mode = self.settings.resolved_mode(mode)
         history = _clean_history(history)
         filters = Filters.parse(filters)
-        query = condense_with_llm(question, history, self.settings) if mode == "llm" else condense(question, history)
+        request = read_request(question)  # "Summarize the articles", "Give me a timeline of …"
+        if request and request.topic and not is_follow_up(request.topic):
+            query = request.topic
+        elif mode == "llm":
+            query = condense_with_llm(question, history, self.settings)
+        else:
+            query = condense(question, history)
         retriever = self.retriever  # one index for the whole request, even if a newer one is published meanwhile
         vector = retriever.embedder.get_query_embedding(query)  # once, for retrieval and the answerer
         passages = retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
@@ -182,10 +189,12 @@ class Pipeline:
         suspicious = _instruction_warnings(passages)
         if suspicious:
             on_token = None  # stream nothing that has not been validated against the planted instructions
-        if mode == "llm":
+        if request:
+            self._answer_request(answer, request, retriever, vector if request.topic else None, filters)
+        elif mode == "llm":
             self._answer_with_llm(answer, on_token)
-        if answer.mode == "extractive":
-            self._answer_extractively(answer, retriever.embedder, vector)
+        if answer.mode == "extractive" and not request:
+            self._answer_extractively(answer, retriever.embedder, _asked_vector(question, query, vector, retriever))
         answer.warnings = [*suspicious, *(answer.warnings or [])]
         if not answer.abstained:
             _note_conflicts(answer)
@@ -193,6 +202,31 @@ class Pipeline:
         answer.timings_ms = {"retrieve": _ms(retrieved - started), "answer": _ms(done - retrieved),
                              "total": _ms(done - started)}
         return answer
+
+    def _answer_request(self, answer, request, retriever, topic_vector, filters: Filters) -> None:
+        """A request that is not a question (an overview, a timeline, the list of articles), answered from
+        the articles themselves in every mode: deterministic, and every sentence cited."""
+        from rag.answer.extractive import sentence_vectors
+        from rag.answer.overview import respond
+
+        documents = lambda: self._documents(filters)  # noqa: E731 - read only when the request needs it
+        text, citations = respond(request, documents, answer.passages,
+                                  lambda texts: sentence_vectors(retriever.embedder, texts), topic_vector,
+                                  {d["source"]: d.get("date") for d in Manifest(self.settings.data_dir).documents.values()})
+        answer.kind, answer.mode = request.kind, "extractive"
+        if citations:
+            answer.answer, answer.citations, answer.abstained = text, citations, False
+        else:
+            answer.answer = "The articles don't say. (Nothing retrieved is about that.)"
+
+    def _documents(self, filters: Filters):
+        """The indexed articles (cleaned text, title, date), in source order, within the filters."""
+        from rag.answer.overview import Document
+
+        docs = sorted(Manifest(self.settings.data_dir).documents.values(), key=lambda d: d["source"])
+        return [Document(d["source"], d["title"], self.settings.data_dir.joinpath("texts", f"{d['content_hash']}.txt")
+                         .read_text(encoding="utf-8"), d.get("date"), tuple(d.get("duplicates", [])))
+                for d in docs if not filters or filters.allows(d["source"], d.get("date"))]
 
     def _answer_with_llm(self, answer, on_token) -> None:
         from rag.answer.llm import answer_llm
@@ -212,6 +246,19 @@ class Pipeline:
         answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
 
 
+def _asked_vector(question: str, query: str, query_vector, retriever):
+    """What the answer's sentences are compared with: for a follow-up, the question as asked and as
+    rewritten count alike ("And what did Trump call them?" asks about Trump's words; the rewrite only
+    says what "them" is). A question that stands alone is its own query."""
+    if query == question:
+        return query_vector
+    import numpy as np
+
+    asked = np.asarray(retriever.embedder.get_query_embedding(question), dtype=np.float32)
+    rewritten = np.asarray(query_vector, dtype=np.float32)
+    return asked / (np.linalg.norm(asked) + 1e-9) + rewritten / (np.linalg.norm(rewritten) + 1e-9)
+
+
 def _note_conflicts(answer) -> None:
     """Cited sentences from different articles that give different figures for the same thing: listed in
     `answer.conflicts`, and said in the answer, citing both."""
@@ -221,7 +268,7 @@ def _note_conflicts(answer) -> None:
     answer.conflicts = [c.to_dict() for c in found]
     for c in found:
         a, b = c.citations
-        answer.answer += (f" The sources differ on {c.about}: “{c.figures[0]}” [{a}] against “{c.figures[1]}” [{b}].")
+        answer.answer += f" The sources differ on {c.about}: “{c.figures[0]}” [{a}] against “{c.figures[1]}” [{b}]"
 
 
 def _instruction_warnings(passages) -> list[str]:

@@ -66,6 +66,16 @@ def is_list_fragment(sentence: str) -> bool:
     return bool(_BULLET.match(sentence)) or sentence.rstrip().endswith(":")
 
 
+# A sentence opening with one of these leans on the one before it for who or what it is about.
+_LEANING = re.compile(r"^\W*(he|she|it|they|this|these|those|that|his|her|its|their|him|them|but|however|"
+                      r"such|there|then|also)\b", re.I)
+
+
+def leans_on_previous(sentence: str) -> bool:
+    """"He said…", "But this source…": the sentence needs the one before it to be understood."""
+    return bool(_LEANING.match(sentence))
+
+
 def whole_quotes(spans: list[Span], passage: Passage) -> list[Span]:
     """Sentences joined while a quotation is open, so an answer never cuts one ("...that the U.S." / "...")."""
     joined: list[Span] = []

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from rag.text import content_terms, stem
 
-CONTEXT_WORDS = 5  # on each side of a figure: about one noun phrase and its verb
+CONTEXT_WORDS = 8  # on each side of a figure: about a clause, the thing measured and what happened to it
 SAME_CONTEXT = 0.5  # "mostly the same": more shared than not
 _ONES = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
          "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rag.answer.citations import ABSTENTION, Citation, citation_for
+from rag.answer.citations import ABSTENTION, Citation, citation_for, leans_on_previous
 from rag.answer.scoring import AnswererModel, Candidate, candidates, default_model, featurise, missing_entities
 from rag.retrieval import Passage
 from rag.text import containment, shingles
@@ -22,9 +22,6 @@ from rag.text import containment, shingles
 MAX_SENTENCES = 3
 REDUNDANT_COSINE = 0.8  # MiniLM cosine above which two sentences say the same (paraphrase range)
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-# A sentence opening with one of these leans on the one before it for who or what it is about.
-_LEANING = re.compile(r"^\W*(he|she|it|they|this|these|those|that|his|her|its|their|him|them|but|however|"
-                      r"such|there|then|also)\b", re.I)
 
 
 @dataclass
@@ -83,7 +80,7 @@ def select(found: list[Candidate], include_threshold: float, max_words: int) -> 
             continue
         group = [c]
         before = by_place.get((c.passage.source, c.previous.start)) if c.previous else None
-        if before is not None and before not in chosen and _LEANING.match(c.span.text):
+        if before is not None and before not in chosen and leans_on_previous(c.span.text):
             group.insert(0, before)
         length = sum(len(g.span.text.split()) for g in group)
         if chosen and words + length > max_words:

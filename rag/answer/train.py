@@ -126,9 +126,13 @@ def fit(questions: list[Question]) -> tuple[AnswererModel, dict[str, Any]]:
             for c, logit in zip(q.found, logits):
                 c.logit = float(logit)
                 c.probability = float(1 / (1 + np.exp(-logit)))
-    qx = np.stack([question_features(q.query, q.found, q.passages) for q in train])
-    answerable = fit_logistic(qx, np.array([int(q.answerable) for q in train]),
-                              np.array([share[q.dataset] for q in train]))
+    # The answerability model only sees questions the answerer has not already refused on evidence (a name
+    # or number no passage grounds), so it is fitted on those alone: P(answerable | names grounded).
+    reach = [q for q in train if q.found and not q.missing]
+    share = _dataset_weights(reach)
+    qx = np.stack([question_features(q.query, q.found, q.passages) for q in reach])
+    answerable = fit_logistic(qx, np.array([int(q.answerable) for q in reach]),
+                              np.array([share[q.dataset] for q in reach]))
     model = AnswererModel(sentence, answerable, ANSWER_THRESHOLD, 0.5)
     include = _best_include_threshold([q for q in train if q.answerable], model)
     model = AnswererModel(sentence, answerable, ANSWER_THRESHOLD, include)
