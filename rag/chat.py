@@ -60,11 +60,25 @@ def condense(question: str, history: Sequence[str] | None) -> str:
     if not history or not is_follow_up(question):
         return question
     previous = condense(history[-1], history[:-1])
-    context = [w for w in re.findall(r"[\w'’-]+", previous)
+    replaced = _subject_and_verb(previous) if _NAME.search(question) else set()
+    context = [w for w in re.findall(r"[\w'’-]+", previous) if w not in replaced]
+    context = [w for w in context
                if w.lower() not in STOPWORDS | _POINTERS | _ANAPHORS | {"that"} and w.lower() not in _QUESTION_TERMS
                and not re.search(rf"\b{re.escape(w)}\b", question, re.I)]
     context = list(dict.fromkeys(context))
     return f"{question} ({' '.join(context)})" if context else question
+
+
+_SUBJECT_VERB = re.compile(r"^\W*(?i:how|what|why|when|where|who|which)\b[^?]*?\b(?i:did|does|do|has|have|had|was|were|"
+                           r"is|are|will|would|can|could)\s+(?:the\s+)?((?:[A-Z][\w'’-]*\s+)+)([a-z]+)\b")
+
+
+def _subject_and_verb(question: str) -> set[str]:
+    """The named subject and the verb of a wh-question ("How did [Moscow] [react] to the sanctions?"). A
+    follow-up that names its own subject ("And what did Trump call them?") replaces these: only the rest
+    of the earlier question ("the sanctions on Rosneft and Lukoil") is what its pronoun can mean."""
+    match = _SUBJECT_VERB.match(question)
+    return set(match.group(1).split()) | {match.group(2)} if match else set()
 
 
 def condense_with_llm(question: str, history: Sequence[str] | None, settings: "Settings") -> str:

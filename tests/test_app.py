@@ -48,13 +48,13 @@ def fresh(tmp_path, corpus, monkeypatch):
 
 
 def test_answer_links_each_marker_to_its_highlighted_source(app):
-    ask(app, "Why was the Budapest summit cancelled?")
+    ask(app, "Who is Liana Fix?")
     answer = app.markdown[0].value
-    assert "Lavrov" in answer and "[\\[1\\]](#source-1-1)" in answer
+    assert "Liana Fix" in answer and "[\\[1\\]](#source-1-1)" in answer
     headings = [h for h in app.subheader if h.value.startswith("\\[")]
     assert headings[0].value.startswith("\\[1\\] ") and headings[0].proto.anchor == "source-1-1"
     contexts = [m.value for m in app.markdown if ":orange-background[" in m.value]
-    assert len(contexts) == len(headings) and "Lavrov" in contexts[0]
+    assert len(contexts) == len(headings) and "Fix" in contexts[0]
     assert md("seeds/") in shown(app.caption)
 
 
@@ -70,28 +70,28 @@ def test_abstention_looks_different_from_an_answer(app):
 
 
 def test_follow_up_shows_the_rewritten_query(app):
-    ask(app, "Which oil companies were sanctioned?")
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
     ask(app, "How did Moscow react to that?")
     searched = [c.value for c in app.caption if c.value.startswith("Searched for:")]
-    assert searched and md("oil companies sanctioned") in searched[-1]
+    assert searched and md("oil companies hit new") in searched[-1]
     assert len([m for m in app.session_state["messages"] if m["role"] == "user"]) == 2
     assert not app.help and "None" not in shown(app.markdown)  # re-rendered history shows only the chat
 
 
 def test_clear_chat_empties_the_history(app):
-    ask(app, "Which oil companies were sanctioned?")
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
     next(b for b in app.button if b.label == "Clear chat").click().run()
     assert app.session_state["messages"] == [] and not app.chat_message
 
 
 def test_settings_change_k_and_mode(app):
     app.slider[0].set_value(2).run()
-    ask(app, "Which oil companies were sanctioned?")
-    assert len(app.session_state["messages"][-1]["citations"]) <= 2
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
+    assert len({c["passage_id"] for c in app.session_state["messages"][-1]["citations"]}) <= 2  # k passages read
     app.slider[0].set_value(8).run()
     app.radio[0].set_value("llm").run()
     assert "LLM mode needs OPENAI_API_KEY" in shown(app.warning)
-    ask(app, "Which oil companies were sanctioned?")
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
     assert md("LLM answer not used") in shown(app.info)  # and the extractive answer is still there
     assert "Rosneft" in app.session_state["messages"][-1]["answer"]
 
@@ -99,7 +99,7 @@ def test_settings_change_k_and_mode(app):
 def test_a_link_with_a_question_asks_it_once(seeded, monkeypatch):
     monkeypatch.setenv("RAG_DATA_DIR", str(seeded.settings.data_dir))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params["q"] = "Which oil companies were sanctioned?"
+    at.query_params["q"] = "Which Russian oil companies were hit by the new US sanctions?"
     at.run()
     assert "Rosneft" in at.markdown[0].value
     at.run()  # a rerun does not ask again
@@ -153,7 +153,7 @@ def test_hostile_article_text_is_shown_as_text(tmp_path, corpus, monkeypatch):
 def test_llm_timeout_falls_back_with_a_notice(seeded, llm_server, monkeypatch):
     at = start(monkeypatch, seeded.settings.data_dir, OPENAI_BASE_URL=llm_server.base_url, OPENAI_API_KEY="k",
                OPENAI_MODEL="hang", RAG_LLM_TIMEOUT="1", RAG_LLM_MAX_RETRIES="0")
-    ask(at, "Which oil companies were sanctioned?")
+    ask(at, "Which Russian oil companies were hit by the new US sanctions?")
     assert md("did not answer within 1 s") in shown(at.info)
     assert "Rosneft" in at.markdown[0].value
 

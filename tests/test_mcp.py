@@ -44,5 +44,5 @@ def test_mcp_lists_and_calls_search_and_ask(seeded):
     passages = passages.get("result", passages)
     assert len(passages) == 3 and {p["source"] for p in passages} == {"seeds/003_0ea4331d0d193fdf.txt"}
     answer = payload(answered)
-    assert "Lavrov" in answer["answer"] and answer["citations"][0]["quote"] in answer["answer"]
+    assert "Budapest" in answer["answer"] and answer["citations"][0]["quote"] in answer["answer"]
     assert refused.is_error and "the question is empty" in refused.content[0].text
