@@ -176,3 +176,10 @@ def test_unreachable_chroma_server_is_a_message(tmp_path, monkeypatch):
 def test_the_app_never_renders_html(app):
     assert "unsafe_allow_html" not in (ROOT / "app.py").read_text()
     assert not app.html
+
+
+def test_conflicts_and_overviews_show_in_the_chat(app):
+    ask(app, "How long did the Trump–Putin phone call last?")
+    assert "The sources disagree on how many hours" in shown(app.warning)
+    ask(app, "Summarize the articles.")
+    assert "Overview: the central sentences of the articles" in shown(app.caption)

@@ -86,18 +86,18 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         first_start = time.perf_counter() - started
 
         started = time.perf_counter()
-        chat.fill("Why was the Budapest summit cancelled?")
+        chat.fill("Who is Liana Fix?")
         chat.press("Enter")
         marker = page.locator('a[href="#source-1-1"]:not([aria-label])')
         marker.wait_for(timeout=60_000)
         answered = time.perf_counter() - started
         assert "[1]" in marker.inner_text()
-        expect(page.get_by_text("Lavrov", exact=False).first).to_be_visible()
+        expect(page.get_by_text("Council on Foreign Relations", exact=False).first).to_be_visible()
         assert page.locator("h3").filter(has_text="[1]").count() >= 1  # the source entry under the answer
         marker.click()
         page.wait_for_function("() => location.hash === '#source-1-1'", timeout=10_000)
         expect(page.locator("#source-1-1")).to_be_in_viewport()
-        page.screenshot(path=str(SCREENSHOTS / "budapest.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "answer.png"), full_page=True)
 
         started = time.perf_counter()
         chat.fill("Did Hungarian officials inspect the Budapest summit venue?")

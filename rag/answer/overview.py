@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rag.answer.citations import Citation, candidate_sentences, citation_for, leans_on_previous
+from rag.answer.extractive import REDUNDANT_COSINE
 from rag.retrieval import Passage
 from rag.text import Span
 
@@ -106,7 +107,7 @@ def overview(candidates: Sequence[tuple[Passage, Span]], vectors: np.ndarray, to
                 break
             if i in chosen or (round_ == 0 and candidates[i][0].source in covered):
                 continue
-            if any(float(unit[i] @ unit[j]) > 0.8 for j in chosen):  # a near-repeat, as in the answerer
+            if any(float(unit[i] @ unit[j]) > REDUNDANT_COSINE for j in chosen):  # a near-repeat
                 continue
             chosen.append(i)
             covered.add(candidates[i][0].source)

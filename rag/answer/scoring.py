@@ -131,15 +131,19 @@ def featurise(question: str, found: list[Candidate], query_vector: Any, vectors_
     cosine_rank, coverage_rank = (-cosines).argsort().argsort(), (-coverage).argsort().argsort()
     keyword_best = max((c.passage.keyword_score or 0.0) for c in found) or 1.0
     first_of_passage: dict[tuple[str, int], int] = {}
+    starts_of_passage: dict[tuple[str, int], list[int]] = {}  # sentence starts, to place each candidate
     for c in found:
-        first_of_passage.setdefault((c.passage.source, c.passage.start), c.span.start)
+        key = (c.passage.source, c.passage.start)
+        first_of_passage.setdefault(key, c.span.start)
+        if key not in starts_of_passage:
+            starts_of_passage[key] = [s.start for s in sentence_spans(c.passage.text, c.passage.start)]
     for i, c in enumerate(found):
         c.vector = own[i]
         sentence_terms = content_terms(c.span.text)
         haystack = normalise(c.span.text)
         names = sum(grounded(e, haystack) for e in entities) / len(entities) if entities else 0.0
         novelty = len(sentence_terms - terms) / len(sentence_terms) if sentence_terms else 0.0
-        position = _position(c)
+        position = sum(1 for start in starts_of_passage[(c.passage.source, c.passage.start)] if start < c.span.start)
         # The document's opening sentence (an encyclopedia lead, a news lede) tends to carry the gist.
         lead = float(c.passage.start == 0 and first_of_passage[(c.passage.source, c.passage.start)] == c.span.start)
         c.features = np.array([
@@ -172,11 +176,6 @@ def question_kinds() -> tuple[QuestionKind, ...]:
 def question_kind(question: str) -> QuestionKind | None:
     """The first kind in rag/data/questions.toml whose question pattern matches."""
     return next((kind for kind in question_kinds() if kind.question.search(question)), None)
-
-
-def _position(c: Candidate) -> int:
-    """How many sentences of its passage come before it."""
-    return sum(1 for s in sentence_spans(c.passage.text, c.passage.start) if s.end <= c.span.start)
 
 
 def _idf(terms: frozenset[str], sentences: list[frozenset[str]]) -> dict[str, float]:

@@ -67,7 +67,7 @@ def collect(gold_path: Path, corpus: Path, settings: Settings, dataset: str, fit
     from rag.answer.extractive import in_asked_period, sentence_vectors
     from rag.chat import condense
     from rag.evaluation.gold import load_gold, matches
-    from rag.evaluation.metrics import phrase_in, squad_tokens, _f1
+    from rag.evaluation.metrics import phrase_in, squad_tokens, tokens_f1
     from rag.evaluation.runner import _corpus_files, _relative, eval_settings
     from rag.ingest import expand_paths
     from rag.pipeline import Pipeline
@@ -93,7 +93,7 @@ def collect(gold_path: Path, corpus: Path, settings: Settings, dataset: str, fit
                 labels.append(0)
             elif selected:
                 tokens = squad_tokens(c.span.text)
-                labels.append(int(any(_f1(tokens, s) >= SENTENCE_MATCH_F1 for s in selected)))
+                labels.append(int(any(tokens_f1(tokens, s) >= SENTENCE_MATCH_F1 for s in selected)))
             else:
                 text = normalise(c.span.text)
                 labels.append(int(any(phrase_in(p, text) for fact in item.facts for p in fact)))

@@ -94,10 +94,11 @@ def squad_tokens(text: str) -> list[str]:
 def token_f1(answer: str, references: Sequence[str]) -> float:
     """The best token-overlap F1 of the answer (citation markers removed) against any reference."""
     predicted = squad_tokens(_MARKER.sub(" ", answer))
-    return max((_f1(predicted, squad_tokens(r)) for r in references), default=0.0)
+    return max((tokens_f1(predicted, squad_tokens(r)) for r in references), default=0.0)
 
 
-def _f1(predicted: list[str], reference: list[str]) -> float:
+def tokens_f1(predicted: list[str], reference: list[str]) -> float:
+    """F1 of the token overlap (as multisets) of two token lists."""
     common = sum((Counter(predicted) & Counter(reference)).values())
     if not common:
         return 0.0
