@@ -114,7 +114,7 @@ def test_sources_that_disagree_are_shown_side_by_side(seeded):
     assert {"two-and-a-half-hour", "two-hour"} == set(conflict["figures"])
     assert any("003_" in c.source for c in answer.citations) and any("004_" in c.source for c in answer.citations)
     assert conflict["figures"][0] in quotes[first] and conflict["figures"][1] in quotes[second]
-    assert "The sources differ" in answer.answer and "to_dict" and answer.to_dict()["conflicts"] == answer.conflicts
+    assert "The sources differ" in answer.answer and answer.to_dict()["conflicts"] == answer.conflicts
     assert_citations_valid(seeded, answer)
 
 
