@@ -209,21 +209,23 @@ class Pipeline:
         from rag.answer.extractive import sentence_vectors
         from rag.answer.overview import respond
 
-        documents = lambda: self._documents(filters)  # noqa: E731 - read only when the request needs it
+        records = Manifest(self.settings.data_dir).documents.values()
+        documents = lambda: self._documents(records, filters)  # noqa: E731 - texts read only when needed
         text, citations = respond(request, documents, answer.passages,
                                   lambda texts: sentence_vectors(retriever.embedder, texts), topic_vector,
-                                  {d["source"]: d.get("date") for d in Manifest(self.settings.data_dir).documents.values()})
+                                  {d["source"]: d.get("date") for d in records})
         answer.kind, answer.mode = request.kind, "extractive"
         if citations:
             answer.answer, answer.citations, answer.abstained = text, citations, False
         else:
             answer.answer = "The articles don't say. (Nothing retrieved is about that.)"
 
-    def _documents(self, filters: Filters):
-        """The indexed articles (cleaned text, title, date), in source order, within the filters."""
+    def _documents(self, records, filters: Filters):
+        """The indexed articles (cleaned text, title, date) of manifest records, in source order, within the
+        filters."""
         from rag.answer.overview import Document
 
-        docs = sorted(Manifest(self.settings.data_dir).documents.values(), key=lambda d: d["source"])
+        docs = sorted(records, key=lambda d: d["source"])
         return [Document(d["source"], d["title"], self.settings.data_dir.joinpath("texts", f"{d['content_hash']}.txt")
                          .read_text(encoding="utf-8"), d.get("date"), tuple(d.get("duplicates", [])))
                 for d in docs if not filters or filters.allows(d["source"], d.get("date"))]

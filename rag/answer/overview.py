@@ -166,14 +166,9 @@ def ledes(documents: Sequence[Document], limit: int = OVERVIEW_SENTENCES) -> lis
 
 def passage_candidates(passages: Sequence[Passage]) -> list[tuple[Passage, Span]]:
     """The quotable sentences of retrieved passages that stand alone, each once."""
-    seen: set[tuple[str, int]] = set()
-    found = []
-    for p in passages:
-        for span in candidate_sentences(p):
-            if (p.source, span.start) not in seen and not leans_on_previous(span.text):
-                seen.add((p.source, span.start))
-                found.append((p, span))
-    return found
+    from rag.answer.scoring import candidates
+
+    return [(c.passage, c.span) for c in candidates(passages) if not leans_on_previous(c.span.text)]
 
 
 def respond(request: Request, documents: Callable[[], list[Document]], passages: Sequence[Passage],
