@@ -96,12 +96,30 @@ class Settings:
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
             (self.embed_runtime in RUNTIMES,
              f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),
+            (_encodable(self.data_dir), f"data_dir {str(self.data_dir)!r} is not valid UTF-8: rename it or choose another"),
+            (_encodable(self.corpus_dir),
+             f"corpus_dir {str(self.corpus_dir)!r} is not valid UTF-8: rename it or choose another"),
             (self.embed_model == LOCAL_EMBED_MODEL or self.embed_model.startswith("openai:"),
              f"embed_model must be {LOCAL_EMBED_MODEL!r} or 'openai:<model>', got {self.embed_model!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def check_data_dir(self, *, write: bool) -> None:
+        """ConfigError, naming the fix, when the data dir cannot be used: a file, unreadable, or (for
+        writing) read-only. A missing one is fine: ingest creates it, readers report an empty index."""
+        path = self.data_dir
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"the data dir {path} is a file, not a directory: set RAG_DATA_DIR (or --data-dir) "
+                              "to a directory")
+        if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+            raise ConfigError(f"the data dir {path} cannot be read by this user: fix its permissions")
+        if write:
+            parent = next((p for p in (path, *path.parents) if p.exists()), None)
+            if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+                raise ConfigError(f"the data dir {path} is read-only for this user: ingest needs to write there "
+                                  "(fix its permissions or choose another with RAG_DATA_DIR)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -143,3 +161,11 @@ class Settings:
         if mode == "auto":
             return "llm" if self.llm_configured else "extractive"
         return mode
+
+
+def _encodable(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

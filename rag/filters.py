@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from rag.errors import InputRejected
+from rag.text import require_text
 
 FILTER_KEYS = ("source", "date_from", "date_to")
 
@@ -40,6 +41,8 @@ class Filters:
             sources = (sources,)
         if not isinstance(sources, (list, tuple)) or not all(isinstance(s, str) and s.strip() for s in sources):
             raise InputRejected("filter 'source' must be a file name or a list of them")
+        for source in sources:
+            require_text(source, "filter 'source'")
         made = cls(tuple(sources), _date(value, "date_from"), _date(value, "date_to"))
         if made.date_from and made.date_to and made.date_from > made.date_to:
             raise InputRejected(f"date_from {made.date_from} is after date_to {made.date_to}")

@@ -11,14 +11,14 @@ from rag.config import Settings
 from rag.errors import InputRejected, LLMUnavailable, RagError, StoreUnavailable
 from rag.filters import Filters
 from rag.manifest import Manifest
+from rag.text import require_text
 
 REFRESH_SECONDS = 2.0  # how often a long-lived pipeline checks whether another process published an index
 
 
 def clean_question(question: str, max_chars: int) -> str:
     """The question without control characters, or InputRejected when there is nothing to ask."""
-    if not isinstance(question, str):
-        raise InputRejected("the question must be text")
+    require_text(question, "the question")
     text = "".join(ch for ch in question if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\n\t")
     text = " ".join(text.split())
     if not text:
@@ -283,7 +283,8 @@ def _instruction_warnings(passages) -> list[str]:
 def _clean_history(history: Sequence[str] | None) -> list[str]:
     if history is not None and (isinstance(history, str) or not isinstance(history, Sequence)):
         raise InputRejected("history must be a list of earlier questions")
-    return [h for h in (history or []) if isinstance(h, str) and h.strip()]
+    return [require_text(h, "an earlier question in history") for h in (history or [])
+            if isinstance(h, str) and h.strip()]
 
 
 def _check_k(k: int | None) -> int | None:

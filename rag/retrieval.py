@@ -38,7 +38,11 @@ class Passage:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The passage as every surface shows it. The metadata's absolute path (the index's key for the
+        file) is left out: `source` names the file, relative to where it was ingested from."""
+        data = asdict(self)
+        data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k != "path"}
+        return data
 
     @classmethod
     def from_node(cls, hit: NodeWithScore) -> "Passage":

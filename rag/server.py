@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
+import logging
 import secrets
 import threading
-from typing import Any, Iterator, Literal
+from typing import Any, AsyncIterator, Callable, Literal
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.config import Settings
 from rag.errors import (
@@ -35,9 +36,11 @@ from rag.errors import (
     StoreUnavailable,
 )
 from rag.pipeline import Pipeline
+from rag.text import require_text
 
 WARM_SENTENCES = 50_000  # corpus sentences embedded at start-up for the extractive answerer (~3 min at most)
 MAX_READ_BODY = 64_000  # bytes: a question, its history and filters
+SHUTDOWN_SECONDS = 5  # on SIGTERM, open requests and streams get this long before the server stops
 STATUS = {InputRejected: 422, ConfigError: 422, StoreBusy: 409, StoreMismatch: 409, StoreUnavailable: 503,
           LLMUnavailable: 502}
 
@@ -75,12 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pipeline = pipeline
     reader, writer = _auth(settings, write=False), _auth(settings, write=True)
 
+    # Inside the time limit below (middleware added later wraps what was added before), so FastAPI's body
+    # parsing calls its receive directly and lets its 413 through.
+    app.add_middleware(BodyLimit, limit_for=lambda path: 2 * settings.max_file_bytes if path == "/ingest"
+                       else MAX_READ_BODY)
+
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        limit = 2 * settings.max_file_bytes if request.url.path == "/ingest" else MAX_READ_BODY
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            return _error(413, f"request body is {int(length):,} bytes; the limit here is {limit:,}")
+    async def time_limit(request: Request, call_next):
         try:
             response = await asyncio.wait_for(call_next(request), timeout=settings.request_timeout)
         except asyncio.TimeoutError:
@@ -89,6 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        # FastAPI's own errors (unknown path, wrong method, a body it cannot parse) in our one error shape.
+        return _error(exc.status_code, str(exc.detail))
+
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError):
         status = getattr(exc, "status", None) or next((c for kind, c in STATUS.items() if isinstance(exc, kind)), 500)
@@ -96,8 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
-        return _error(422, problems)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "the body is not valid JSON (or not UTF-8)")
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
+        return _error(422, problems[:2000])
 
     @app.post("/retrieve", dependencies=[Depends(reader)])
     def retrieve(body: RetrieveRequest) -> list[dict[str, Any]]:
@@ -108,8 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return pipeline.ask(body.question, body.history, k=body.k, mode=body.mode, filters=body.filters).to_dict()
 
     @app.post("/ask/stream", dependencies=[Depends(reader)])
-    def ask_stream(body: AskRequest) -> StreamingResponse:
-        return StreamingResponse(_stream_answer(pipeline, body), media_type="text/event-stream")
+    async def ask_stream(body: AskRequest) -> StreamingResponse:
+        return StreamingResponse(_stream_answer(pipeline, body, settings.request_timeout),
+                                 media_type="text/event-stream")
 
     @app.post("/ingest", dependencies=[Depends(writer)])
     def ingest(body: IngestRequest) -> dict[str, Any]:
@@ -117,7 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return pipeline.ingest(rebuild=body.rebuild).to_dict()
         from rag.uploads import save_upload
 
-        saved = [save_upload(d.filename, d.text.encode("utf-8"), settings)[0] for d in body.documents]
+        saved = [save_upload(d.filename, require_text(d.text, f"the text of {d.filename!r}").encode("utf-8"),
+                             settings)[0] for d in body.documents]
         return pipeline.ingest(saved, rebuild=body.rebuild).to_dict()
 
     @app.get("/sources", dependencies=[Depends(reader)])
@@ -146,28 +160,75 @@ def _health(pipeline: Pipeline) -> dict[str, Any]:
             "mode": settings.resolved_mode()}
 
 
-def _stream_answer(pipeline: Pipeline, body: AskRequest) -> Iterator[str]:
-    """Server-sent events: `token` as the LLM writes, then `answer` (the full JSON) or `error`."""
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+async def _stream_answer(pipeline: Pipeline, body: AskRequest, time_limit: float) -> AsyncIterator[str]:
+    """Server-sent events: `token` as the LLM writes, then `answer` (the full JSON) or `error`.
+
+    The answer is worked out on its own thread and its events are awaited here, so an open stream holds
+    no worker-pool thread. A stream always ends: any failure of the worker is an `error` event, and so is
+    the request time limit."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(kind: str, data: Any) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
     def work() -> None:
         try:
             answer = pipeline.ask(body.question, body.history, k=body.k, mode=body.mode, filters=body.filters,
-                                  on_token=lambda t: events.put(("token", {"text": t})))
-            events.put(("answer", answer.to_dict()))
+                                  on_token=lambda t: put("token", {"text": t}))
+            put("answer", answer.to_dict())
         except RagError as exc:
-            events.put(("error", {"error": str(exc)}))
+            put("error", {"error": str(exc)})
+        except Exception as exc:  # a bug of ours must still end the stream, with a message, not hang it
+            logging.getLogger(__name__).exception("answering a streamed question failed")
+            put("error", {"error": f"internal error ({type(exc).__name__}); the server log has the details"})
 
-    threading.Thread(target=work, daemon=True).start()
+    threading.Thread(target=work, daemon=True, name="ask-stream").start()
+    deadline = loop.time() + time_limit
     while True:
-        kind, data = events.get()
+        try:
+            kind, data = await asyncio.wait_for(events.get(), timeout=max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            kind, data = "error", {"error": f"the answer took longer than {time_limit:g} s (RAG_REQUEST_TIMEOUT)"}
         yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
         if kind != "token":
             return
 
 
+class BodyLimit:
+    """Refuse a request body over the limit, counted as it arrives: a declared Content-Length up front, a
+    chunked body (no length) cut off at the limit rather than read whole. Written here rather than using
+    FastAPI's `max_body_size` because Starlette's limiter answers a declared length in text/plain, and
+    every error of this API is `{"error": …}`."""
+
+    def __init__(self, app: Any, limit_for: Callable[[str], int]):
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            response = _error(413, f"request body is {int(length):,} bytes; the limit here is {limit:,}")
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI lets an HTTPException out of its body parsing as it is
+                    raise HTTPException(413, f"request body is over the limit here of {limit:,} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def _auth(settings: Settings, *, write: bool):
-    """A dependency checking `Authorization: Bearer <token>`: always for writes, for reads when configured."""
+    """A dependency checking `Authorization: Bearer <token>`: always for writes, for reads when configured.
+    Any header content gets 401, never 500: tokens are compared as UTF-8 bytes, in constant time."""
 
     def check(authorization: str | None = Header(default=None)) -> None:
         accepted = [settings.api_token] if write else [settings.api_read_token, settings.api_token]
@@ -175,8 +236,10 @@ def _auth(settings: Settings, *, write: bool):
             raise _HTTPError(403, "ingest over HTTP is disabled: start the server with RAG_API_TOKEN set")
         if not write and not settings.api_read_token:
             return
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not given or not any(t and secrets.compare_digest(given, t) for t in accepted):
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not given_bytes or not any(
+                t and secrets.compare_digest(given_bytes, t.encode("utf-8")) for t in accepted):
             raise _HTTPError(401, "missing or wrong token: send Authorization: Bearer <token>")
 
     return check
@@ -219,7 +282,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     # call spreading over every core: one math thread per process measured ~35 % more throughput here.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if workers == 1:
-        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
+        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=SHUTDOWN_SECONDS)
     else:
         uvicorn.run("rag.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+                    log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS)

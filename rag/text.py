@@ -24,6 +24,23 @@ STOPWORDS = frozenset(
 )
 
 
+def require_text(value: str, what: str) -> str:
+    """The value when it is text a tokenizer, Chroma and the file system can take; InputRejected
+    otherwise. Every surface passes user text through this one check: a lone UTF-16 surrogate (valid
+    JSON: "\\udfff") or a byte that is not UTF-8 (Python decodes argv and file names with
+    surrogateescape) would otherwise fail deep inside a library."""
+    from rag.errors import InputRejected
+
+    if not isinstance(value, str):
+        raise InputRejected(f"{what} must be text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputRejected(f"{what} is not valid Unicode text (a lone surrogate or an undecodable byte at "
+                            f"character {exc.start + 1})") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Span:
     start: int

@@ -14,6 +14,7 @@ from pathlib import Path
 from rag.config import Settings
 from rag.documents import check_suffix, parse_bytes
 from rag.errors import InputRejected
+from rag.text import require_text
 
 UPLOAD_PREFIX = "upload-"
 
@@ -23,7 +24,7 @@ def save_upload(filename: str, data: bytes, settings: Settings) -> tuple[Path, b
 
     Returns (the saved path, whether it was new). InputRejected says why a file was refused.
     """
-    suffix = check_suffix(filename or "")
+    suffix = check_suffix(require_text(filename or "", "the file name"))
     if len(data) > settings.max_file_bytes:
         raise InputRejected(f"{filename} is {len(data):,} bytes, over the {settings.max_file_bytes:,}-byte limit")
     parse_bytes(data, suffix)  # empty, binary or unreadable files are refused before anything is written
