@@ -104,13 +104,55 @@ class _TerminalSafe:
         return getattr(self._stream, name)
 
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what `yes | head` reports for the writer whose reader went away
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stdout is None or sys.stderr is None:  # started with `>&-` or `2>&-`: nowhere to write
+        return _closed_output()
     args = _parser().parse_args(argv)
     sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
     try:
-        return _run(args)
-    finally:
-        sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
+        try:
+            return _run(args)
+        finally:
+            sys.stdout, sys.stderr = sys.stdout._stream, sys.stderr._stream
+            sys.stdout.flush()  # here, not at exit, so a full disk or closed pipe is handled below
+    except BrokenPipeError:  # `rag ask … | head -1`: the reader has all it wanted
+        _discard_stdout()
+        return PIPE_CLOSED
+    except OSError as exc:
+        _discard_stdout()
+        return _output_failed(exc)
+
+
+def _output_failed(exc: OSError) -> int:
+    import errno
+
+    message = ("the disk is full: free some space and run the command again" if exc.errno == errno.ENOSPC
+               else f"cannot write the output ({(exc.strerror or type(exc).__name__).lower()})")
+    try:
+        print(f"error: {message}", file=sys.stderr)
+    except OSError:
+        pass
+    return 1
+
+
+def _closed_output() -> int:
+    if sys.stderr is not None:
+        print("error: standard output is closed: nothing can be printed", file=sys.stderr)
+    return 1
+
+
+def _discard_stdout() -> None:
+    # Python flushes stdout once more at exit; point it at /dev/null so that flush cannot fail again.
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -127,6 +169,13 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        import errno
+
+        if isinstance(exc, BrokenPipeError) or exc.errno in (errno.ENOSPC, errno.EBADF, errno.EPIPE):
+            raise  # the output (or the disk) failed, not the command: main() says so without a traceback
+        print(f"error: {redact(str(exc), secrets_of(settings) if settings else [])}", file=sys.stderr)
+        return 1
     except Exception:  # a bug of ours: show it, without any secret a message or frame may hold
         import traceback
 

@@ -37,6 +37,7 @@ class StoreHealth:
 
 def check_store(settings: Settings, timeout: float = 300) -> StoreHealth:
     """Probe the store from a child process; a crash or a hang of the child is itself the finding."""
+    settings.check_data_dir(write=False)
     env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_COLLECTION": settings.collection,
            "RAG_EMBED_MODEL": settings.embed_model}
     if settings.chroma_host:

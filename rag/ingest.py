@@ -108,7 +108,33 @@ def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[dict[str, str]
                 skipped.append({"path": str(candidate), "reason": f"unsupported file type {candidate.suffix or '(none)'!r}"})
             else:
                 files.append(candidate)
-    return files, skipped, roots
+    return _one_path_per_file(files, skipped), skipped, roots
+
+
+def _one_path_per_file(files: list[Path], skipped: list[dict[str, str]]) -> list[Path]:
+    """Each real file once, under the first path that named it (a symlink to another corpus file, or a
+    file named twice, is the same document); a name that is not valid UTF-8 is skipped with a reason."""
+    seen: dict[Path, Path] = {}
+    for path in files:
+        if not _encodable(str(path)):
+            skipped.append({"path": str(path).encode("utf-8", "replace").decode(),
+                            "reason": "the file name is not valid UTF-8; rename the file"})
+            continue
+        real = path.resolve()
+        if real in seen:
+            if path != seen[real]:
+                skipped.append({"path": str(path), "reason": f"the same file as {seen[real]}"})
+            continue
+        seen[real] = path
+    return list(seen.values())
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def display_path(path: Path) -> str:
@@ -125,6 +151,7 @@ def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None
     from filelock import FileLock, Timeout
 
     settings = settings or Settings.from_env()
+    settings.check_data_dir(write=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.data_dir / "ingest.lock"), timeout=0)
     try:

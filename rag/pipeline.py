@@ -35,6 +35,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        self.settings.check_data_dir(write=False)
         self._retriever = None
         self._checked = 0.0
 
