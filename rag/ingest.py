@@ -183,6 +183,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
+    _SEMANTIC_CHECK.settings = settings
     plan = _plan(docs, manifest, store, settings, report, stale)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
     to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
@@ -283,10 +284,31 @@ def _chunk_metadata(doc: Document, key: str, chunk: Chunk) -> dict[str, Any]:
     return meta
 
 
+class _SemanticCheck:
+    """This run's similarity-to-instructions check, made on first use (it loads the model)."""
+
+    settings: Settings | None = None
+    _made: dict[str, injection.Similarity | None] = {}
+
+    def get(self) -> injection.Similarity | None:
+        from rag.config import LOCAL_EMBED_MODEL
+        from rag.embeddings import get_embedder
+
+        settings = self.settings
+        if settings is None or settings.embed_model != LOCAL_EMBED_MODEL:
+            return None  # the threshold was fitted for the bundled MiniLM; with another model patterns decide
+        if settings.embed_model not in self._made:
+            self._made[settings.embed_model] = injection.semantic_similarity(get_embedder(settings))
+        return self._made[settings.embed_model]
+
+
+_SEMANTIC_CHECK = _SemanticCheck()
+
+
 @lru_cache(maxsize=64)
 def _instructions(content_hash: str, text: str) -> injection.Findings:
     """Instruction-like text in a document, found once per document (not once per chunk)."""
-    return injection.scan(text)
+    return injection.scan(text, similarity=_SEMANTIC_CHECK.get())
 
 
 def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any,

@@ -1,10 +1,15 @@
 """Finding text in articles that addresses a language model ("ignore previous instructions…").
 
 Written by hand: the well-kept detectors (LLM Guard, Rebuff, NeMo Guardrails) need a classifier model
-download or an LLM call, and neither is possible offline. The patterns live in
-`rag/data/injection.toml`; the result is used twice (see `rag.answer`): the offline answerer never
-quotes these sentences, and an LLM reply that repeats what they plant (a code, a quoted phrase, a
-link) is refused. The sentences stay in the index: an article that contains them can be cited as data.
+download or an LLM call, and neither is possible offline. Three checks, each on the sentence and on its
+folded form (confusable letters to ASCII, zero-width characters removed, s p a c e d letters joined):
+instruction patterns, patterns of a sentence addressed to an AI (several languages), and, at ingest,
+MiniLM similarity to instruction exemplars with a threshold fitted on public prose by
+`python -m rag.injection_threshold`. Patterns, exemplars and threshold live in `rag/data/injection.toml`.
+
+The result is used twice (see `rag.answer`): the offline answerer never quotes these sentences, and an
+LLM reply that repeats what they plant (a code, a quoted phrase, a link) is refused. The sentences stay
+in the index: an article that contains them can be cited as data.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import binascii
 import json
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Sequence
 
 from rag.text import sentence_spans
 
@@ -42,25 +49,95 @@ class _Rules:
     patterns: tuple[re.Pattern[str], ...]
     base64: re.Pattern[str]
     follow_on: int
+    exemplars: tuple[str, ...]
+    semantic_threshold: float
 
 
 @lru_cache(maxsize=1)
 def _rules() -> _Rules:
     raw = tomllib.loads(_RULES_FILE.read_text(encoding="utf-8"))
-    return _Rules(patterns=tuple(re.compile(p, re.I | re.S) for p in raw["instruction_patterns"]),
+    addressed = [p.replace("{AI}", raw["ai_nouns"]) for p in raw["addressed_patterns"]]
+    return _Rules(patterns=tuple(re.compile(p, re.I | re.S) for p in [*raw["instruction_patterns"], *addressed]),
                   base64=re.compile(rf"[A-Za-z0-9+/]{{{int(raw['base64_min_chars'])},}}={{0,2}}"),
-                  follow_on=int(raw["follow_on_sentences"]))
+                  follow_on=int(raw["follow_on_sentences"]), exemplars=tuple(raw["instruction_exemplars"]),
+                  semantic_threshold=float(raw["semantic_threshold"]))
 
 
-def scan(text: str, offset: int = 0) -> Findings:
-    """Instruction-like sentences of `text` (offsets plus `offset`) and the terms they plant."""
+Similarity = Callable[[Sequence[str]], Sequence[float]]  # sentences -> highest cosine to an exemplar
+
+_SPACED = re.compile(r"(?<![^\W_])((?:[^\W_] ){2,}[^\W_])(?![^\W_])")
+# With words set apart by double spaces ("I f  y o u"), two spaced letters are a word too.
+_SPACED_WORDS = re.compile(r"(?<![^\W_])((?:[^\W_] )+[^\W_])(?![^\W_])")
+
+
+# Cyrillic and Greek letters drawn like Latin ones, mapped by look (Unicode's confusables.txt skeletons);
+# anyascii, used for the rest, transliterates by sound (Cyrillic с is "s" there, but it looks like c).
+_LOOKALIKE = dict(zip("аеорсухіјѕԁһԛԝАВЕКМНОРСТХІЈЅοαρνικτυΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+                      "aeopcyxijsdhqwABEKMHOPCTXIJSoapvikTuABEZHIKMNOPTYX"))
+_LOOKALIKE_TABLE = str.maketrans(_LOOKALIKE)
+
+
+def fold(text: str) -> str:
+    """The sentence as a pattern should see it: NFKC, zero-width and other format characters removed,
+    letters that only look Latin made Latin ("Ignоre" with a Cyrillic о), s p a c e d letters joined."""
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    letters = [ch for ch in text if ch.isalpha()]
+    if sum(ch.isascii() for ch in letters) > len(letters) / 2:  # a Latin-script sentence: every look-alike is one
+        text = text.translate(_LOOKALIKE_TABLE)
+    text = " ".join(_fold_word(w) for w in text.split(" "))
+    text = (_SPACED_WORDS if "  " in text else _SPACED).sub(lambda m: m.group(1).replace(" ", ""), text)
+    return " ".join(text.split())
+
+
+def _fold_word(word: str) -> str:
+    # Only a word that mixes Latin letters with letters of another script is a homoglyph attack ("Ignоre");
+    # a Russian word stays itself so the patterns written in Russian still match it, "für" stays "für".
+    if word.isascii() or not any(ch.isascii() and ch.isalpha() for ch in word):
+        return word
+    from anyascii import anyascii
+
+    return "".join(ch if ch.isascii() or not ch.isalpha() or unicodedata.name(ch, "").startswith("LATIN")
+                   else _LOOKALIKE.get(ch) or anyascii(ch) for ch in word)
+
+
+def semantic_similarity(embedder) -> Similarity:
+    """Highest MiniLM cosine of each sentence to the instruction exemplars (the bundled local model only:
+    the threshold was fitted for it)."""
+    import numpy as np
+
+    exemplars = np.asarray(embedder.get_text_embedding_batch(list(_rules().exemplars)), dtype=np.float32)
+    exemplars /= np.linalg.norm(exemplars, axis=1, keepdims=True) + 1e-9
+
+    def similarity(texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        vectors = np.asarray(embedder.get_text_embedding_batch(list(texts)), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
+        return (vectors @ exemplars.T).max(axis=1).tolist()
+
+    return similarity
+
+
+def is_instruction(sentence: str, rules: "_Rules | None" = None) -> bool:
+    """Whether a sentence (or its folded form, or base64 inside it) matches an instruction pattern."""
+    rules = rules or _rules()
+    variants = (sentence, fold(sentence), *_decoded_base64(sentence, rules))
+    return any(p.search(t) for p in rules.patterns for t in variants)
+
+
+def scan(text: str, offset: int = 0, similarity: Similarity | None = None) -> Findings:
+    """Instruction-like sentences of `text` (offsets plus `offset`) and the terms they plant. With
+    `similarity`, sentences close in meaning to an instruction exemplar count too."""
     rules = _rules()
     sentences = sentence_spans(text, offset)
     findings = Findings()
     flagged: set[int] = set()
+    near = [False] * len(sentences)
+    if similarity is not None:
+        near = [score >= rules.semantic_threshold for score in similarity([fold(s.text) for s in sentences])]
     for i, sentence in enumerate(sentences):
         decoded = _decoded_base64(sentence.text, rules)
-        if not any(p.search(t) for p in rules.patterns for t in (sentence.text, *decoded)):
+        if not (near[i] or is_instruction(sentence.text, rules)):
             continue
         for j in range(i, min(i + 1 + rules.follow_on, len(sentences))):
             if j == i or _planted(sentences[j].text):

@@ -54,9 +54,12 @@ def candidate_sentences(passage: Passage) -> list[Span]:
     findings = instructions_in(passage)
     return [s for s in whole_quotes(sentence_spans(passage.text, passage.start), passage)
             if len(s.text.split()) >= 5 and not is_heading(s.text) and not is_list_fragment(s.text)
-            and not (findings and (overlaps(findings, s.start, s.end) or repeats_planted(s.text, [findings])))]
+            and not _LINKED.search(s.text) and not (findings and (overlaps(findings, s.start, s.end) or repeats_planted(s.text, [findings])))]
 
 
+# A sentence carrying a link or an image (Markdown or a bare URL) is never quoted: a planted instruction
+# often comes with one, and a quoted answer has no need of it.
+_LINKED = re.compile(r"!\[[^\]]*\]\(|\]\(\s*(?:https?|javascript|data):|\b(?:https?://|www\.)\S", re.I)
 _BULLET = re.compile(r"^\s*(?:[•·▪◦‣*–—-]|\d{1,2}[.)])\s+")
 
 
