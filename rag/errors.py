@@ -5,6 +5,7 @@
     ├── InputRejected        a file or a question we will not take, and why
     │   └── GoldFileError    a gold Q&A file with bad rows (each listed as path:line: problem)
     ├── StoreUnavailable     the Chroma store cannot be reached or opened
+    │   └── StoreDamaged     a file of the data dir is damaged: "store damaged — run `rag ingest --rebuild`"
     ├── StoreMismatch        the index was built with another embedding model
     ├── StoreBusy            another ingest holds the write lock
     ├── EmbeddingFailed      the embedding model or endpoint failed mid-ingest (what was stored stays)
@@ -39,6 +40,16 @@ class GoldFileError(InputRejected):
 
 class StoreUnavailable(RagError):
     pass
+
+
+REBUILD_HINT = "store damaged — run `rag ingest --rebuild`"
+
+
+class StoreDamaged(StoreUnavailable):
+    """The one message for every damaged file of the data dir, with what was found in brackets."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{REBUILD_HINT} ({what})")
 
 
 class StoreMismatch(RagError):

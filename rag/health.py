@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.config import Settings
-
-REBUILD = "store damaged — run `rag ingest --rebuild`"
+from rag.errors import REBUILD_HINT as REBUILD
 SELF_CHECKS = 20  # stored vectors queried back; each must find its own chunk first
 
 
@@ -73,7 +72,14 @@ def probe(settings: Settings) -> dict[str, Any]:
         ids = set(store.all_ids())
     except Exception as exc:  # whatever a damaged store raises is the finding
         return {"chunks": 0, "problems": [f"the store cannot be read ({type(exc).__name__}: {exc})"]}
-    keyword = KeywordIndex.load(settings.data_dir / "keyword")
+    from rag.errors import StoreDamaged
+    from rag.manifest import Manifest
+
+    try:
+        Manifest(settings.data_dir)
+        keyword = KeywordIndex.load(settings.data_dir / "keyword")
+    except StoreDamaged as exc:
+        return {"chunks": len(ids), "problems": [str(exc).removeprefix(REBUILD).strip(" ()")]}
     published = keyword.ids if keyword else []
     missing = [i for i in published if i not in ids]
     if missing:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 from rag import injection
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
-from rag.errors import EmbeddingFailed, RagError, StoreBusy
+from rag.errors import EmbeddingFailed, RagError, StoreBusy, StoreDamaged
 from rag.keyword import KeywordIndex, ids_digest
 from rag.manifest import Manifest
 
@@ -174,17 +174,18 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     files, report.skipped, roots = expand_paths(paths)
     docs, unreadable = load_documents(files, settings.max_file_bytes)
     report.skipped += unreadable
-    if rebuild:
+    if rebuild and not _rebuilds_in_place(settings):
         _forget_derived_state(settings.data_dir)
         reset_store(settings)
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
-    manifest = Manifest(settings.data_dir)
+    # A rebuild reads nothing of the old manifest: every document is described and embedded afresh.
+    manifest = Manifest(settings.data_dir, empty=rebuild)
 
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
     _SEMANTIC_CHECK.settings = settings
-    plan = _plan(docs, manifest, store, settings, report, stale)
+    plan = _plan(docs, manifest, store, settings, report, stale, reembed=rebuild)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
     to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
     if to_embed:
@@ -208,8 +209,26 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     return report
 
 
+def _rebuilds_in_place(settings: Settings) -> bool:
+    """Whether a rebuild can write the new index beside the old one, so readers keep the old one until
+    the new one is published: yes when the store is whole (probed in a child process, which a damaged
+    store may crash) and built with the current model. Otherwise it is dropped first."""
+    from rag.health import check_store
+
+    try:
+        if not check_store(settings).ok:
+            return False
+        from rag.embeddings import embedding_dimension
+        from vectorstore import open_store
+
+        open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)
+        return True
+    except RagError:  # another model, or no collection yet
+        return False
+
+
 def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
-          report: IngestReport, stale: set[str]) -> list[tuple[Document, list[Chunk]]]:
+          report: IngestReport, stale: set[str], reembed: bool = False) -> list[tuple[Document, list[Chunk]]]:
     """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, return the new ones."""
     plan = []
     for doc in docs:
@@ -219,8 +238,8 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         chunks = chunk_document(doc, settings)
         ids = [c.id for c in chunks]
         present = store.ids_for_path(key)
-        fresh = [c for c in chunks if c.id not in present]
-        kept = [c for c in chunks if c.id in present]
+        fresh = chunks if reembed else [c for c in chunks if c.id not in present]
+        kept = [] if reembed else [c for c in chunks if c.id in present]
         stale |= present - set(ids)
         unchanged = bool(previous) and not fresh and all(
             previous.get(field) == value for field, value in _describe(doc).items())
@@ -251,7 +270,7 @@ def _forget_derived_state(data_dir: Path) -> None:
 
     for name in ("keyword", "texts"):
         shutil.rmtree(data_dir / name, ignore_errors=True)
-    Manifest(data_dir).forget()
+    Manifest(data_dir, empty=True).forget()
 
 
 def _save_text(data_dir: Path, doc: Document) -> None:
@@ -288,9 +307,9 @@ class _SemanticCheck:
     """This run's similarity-to-instructions check, made on first use (it loads the model)."""
 
     settings: Settings | None = None
-    _made: dict[str, injection.Similarity | None] = {}
+    _made: dict[str, injection.Classifier | None] = {}
 
-    def get(self) -> injection.Similarity | None:
+    def get(self) -> injection.Classifier | None:
         from rag.config import LOCAL_EMBED_MODEL
         from rag.embeddings import get_embedder
 
@@ -298,7 +317,7 @@ class _SemanticCheck:
         if settings is None or settings.embed_model != LOCAL_EMBED_MODEL:
             return None  # the threshold was fitted for the bundled MiniLM; with another model patterns decide
         if settings.embed_model not in self._made:
-            self._made[settings.embed_model] = injection.semantic_similarity(get_embedder(settings))
+            self._made[settings.embed_model] = injection.instruction_classifier(get_embedder(settings))
         return self._made[settings.embed_model]
 
 
@@ -308,7 +327,7 @@ _SEMANTIC_CHECK = _SemanticCheck()
 @lru_cache(maxsize=64)
 def _instructions(content_hash: str, text: str) -> injection.Findings:
     """Instruction-like text in a document, found once per document (not once per chunk)."""
-    return injection.scan(text, similarity=_SEMANTIC_CHECK.get())
+    return injection.scan(text, classifier=_SEMANTIC_CHECK.get())
 
 
 def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any,
@@ -340,7 +359,10 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
     """Build the keyword index over the chunks of the manifest's documents (less `exclude`) unless it is
     current; returns its ids, the chunk set being published. Chunks of no listed document (left by an
     interrupted run) are never published."""
-    current = KeywordIndex.load(directory)
+    try:
+        current = KeywordIndex.load(directory)
+    except StoreDamaged:
+        current = None  # derived data: built again below
     ids = sorted(i for i, path in store.all_paths() if i not in exclude and path in documents)
     if current is not None and current.digest == ids_digest(ids):
         return current.ids

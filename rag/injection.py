@@ -4,8 +4,8 @@ Written by hand: the well-kept detectors (LLM Guard, Rebuff, NeMo Guardrails) ne
 download or an LLM call, and neither is possible offline. Three checks, each on the sentence and on its
 folded form (confusable letters to ASCII, zero-width characters removed, s p a c e d letters joined):
 instruction patterns, patterns of a sentence addressed to an AI (several languages), and, at ingest,
-MiniLM similarity to instruction exemplars with a threshold fitted on public prose by
-`python -m rag.injection_threshold`. Patterns, exemplars and threshold live in `rag/data/injection.toml`.
+a logistic classifier over MiniLM sentence vectors fitted by `python -m rag.injection_fit` (weights
+and operating point in `rag/data/injection_model.json`). Patterns live in `rag/data/injection.toml`.
 
 The result is used twice (see `rag.answer`): the offline answerer never quotes these sentences, and an
 LLM reply that repeats what they plant (a code, a quoted phrase, a link) is refused. The sentences stay
@@ -49,8 +49,6 @@ class _Rules:
     patterns: tuple[re.Pattern[str], ...]
     base64: re.Pattern[str]
     follow_on: int
-    exemplars: tuple[str, ...]
-    semantic_threshold: float
 
 
 @lru_cache(maxsize=1)
@@ -59,11 +57,11 @@ def _rules() -> _Rules:
     addressed = [p.replace("{AI}", raw["ai_nouns"]) for p in raw["addressed_patterns"]]
     return _Rules(patterns=tuple(re.compile(p, re.I | re.S) for p in [*raw["instruction_patterns"], *addressed]),
                   base64=re.compile(rf"[A-Za-z0-9+/]{{{int(raw['base64_min_chars'])},}}={{0,2}}"),
-                  follow_on=int(raw["follow_on_sentences"]), exemplars=tuple(raw["instruction_exemplars"]),
-                  semantic_threshold=float(raw["semantic_threshold"]))
+                  follow_on=int(raw["follow_on_sentences"]))
 
 
-Similarity = Callable[[Sequence[str]], Sequence[float]]  # sentences -> highest cosine to an exemplar
+Classifier = Callable[[Sequence[str]], Sequence[bool]]  # sentences -> is each an instruction by meaning
+MODEL_FILE = Path(__file__).resolve().parent / "data" / "injection_model.json"
 
 _SPACED = re.compile(r"(?<![^\W_])((?:[^\W_] ){2,}[^\W_])(?![^\W_])")
 # With words set apart by double spaces ("I f  y o u"), two spaced letters are a word too.
@@ -100,22 +98,22 @@ def _fold_word(word: str) -> str:
                    else _LOOKALIKE.get(ch) or anyascii(ch) for ch in word)
 
 
-def semantic_similarity(embedder) -> Similarity:
-    """Highest MiniLM cosine of each sentence to the instruction exemplars (the bundled local model only:
-    the threshold was fitted for it)."""
+def instruction_classifier(embedder) -> Classifier:
+    """Whether each sentence reads as an instruction to a machine, by its MiniLM vector (the bundled
+    local model only: the weights were fitted for it)."""
     import numpy as np
 
-    exemplars = np.asarray(embedder.get_text_embedding_batch(list(_rules().exemplars)), dtype=np.float32)
-    exemplars /= np.linalg.norm(exemplars, axis=1, keepdims=True) + 1e-9
+    fitted = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    weights, bias, threshold = np.asarray(fitted["weights"], dtype=np.float32), fitted["bias"], fitted["threshold"]
 
-    def similarity(texts: Sequence[str]) -> list[float]:
+    def classify(texts: Sequence[str]) -> list[bool]:
         if not texts:
             return []
-        vectors = np.asarray(embedder.get_text_embedding_batch(list(texts)), dtype=np.float32)
+        vectors = np.asarray(embedder.get_text_embedding_batch([fold(t) for t in texts]), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
-        return (vectors @ exemplars.T).max(axis=1).tolist()
+        return (vectors @ weights + bias > threshold).tolist()
 
-    return similarity
+    return classify
 
 
 def is_instruction(sentence: str, rules: "_Rules | None" = None) -> bool:
@@ -125,16 +123,14 @@ def is_instruction(sentence: str, rules: "_Rules | None" = None) -> bool:
     return any(p.search(t) for p in rules.patterns for t in variants)
 
 
-def scan(text: str, offset: int = 0, similarity: Similarity | None = None) -> Findings:
+def scan(text: str, offset: int = 0, classifier: Classifier | None = None) -> Findings:
     """Instruction-like sentences of `text` (offsets plus `offset`) and the terms they plant. With
-    `similarity`, sentences close in meaning to an instruction exemplar count too."""
+    `classifier`, sentences that read as instructions by meaning count too."""
     rules = _rules()
     sentences = sentence_spans(text, offset)
     findings = Findings()
     flagged: set[int] = set()
-    near = [False] * len(sentences)
-    if similarity is not None:
-        near = [score >= rules.semantic_threshold for score in similarity([fold(s.text) for s in sentences])]
+    near = list(classifier([s.text for s in sentences])) if classifier is not None else [False] * len(sentences)
     for i, sentence in enumerate(sentences):
         decoded = _decoded_base64(sentence.text, rules)
         if not (near[i] or is_instruction(sentence.text, rules)):

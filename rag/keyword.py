@@ -76,11 +76,22 @@ class KeywordIndex:
 
     @classmethod
     def load(cls, directory: Path) -> "KeywordIndex | None":
+        """The saved index; None when there is none; StoreDamaged when its files cannot be read."""
+        from rag.errors import StoreDamaged
+
         meta_file = directory / "ids.json"
         if not meta_file.exists():
+            if directory.exists() and any(directory.iterdir()):
+                raise StoreDamaged("the keyword index has lost its ids.json")
             return None
         import bm25s
 
-        meta = json.loads(meta_file.read_text())
-        bm25 = bm25s.BM25.load(str(directory / "bm25")) if meta["ids"] else None
-        return cls(ids=meta["ids"], digest=meta["digest"], _bm25=bm25)
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            ids, digest = list(meta["ids"]), str(meta["digest"])
+            bm25 = bm25s.BM25.load(str(directory / "bm25")) if ids else None
+        except Exception as exc:  # bm25s raises whatever numpy or json raises on a damaged file
+            raise StoreDamaged(f"the keyword index cannot be read ({type(exc).__name__})") from None
+        if digest != ids_digest(ids):
+            raise StoreDamaged("the keyword index does not match its own ids")
+        return cls(ids=ids, digest=digest, _bm25=bm25)

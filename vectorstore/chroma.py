@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from rag.config import Settings
-from rag.errors import StoreMismatch, StoreUnavailable
+from rag.errors import StoreDamaged, StoreMismatch, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,11 +32,21 @@ def _guarded(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
+            if self.embedded and _damage(exc):
+                raise StoreDamaged(f"the Chroma store failed: {type(exc).__name__}: {str(exc)[:200]}") from None
             if not _store_failure(exc):
                 raise
             raise StoreUnavailable(f"search unavailable: the Chroma store failed ({type(exc).__name__}: {exc})") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _damage(exc: Exception) -> bool:
+    """An embedded store's own files failing: Chroma's errors, SQLite's, the file system's. (A server's
+    failures are the network's or the server's, reported as unavailable, not damaged.)"""
+    import sqlite3
+
+    return _store_failure(exc) or isinstance(exc, (sqlite3.Error, OSError)) or type(exc).__name__ == "PanicException"
 
 
 PUBLISHED_KEY = "published_ids"
@@ -47,6 +57,7 @@ GENERATION_KEY = "published_generation"  # new on every publish: metadata may ch
 class ChunkStore:
     collection: Any  # chromadb Collection
     client: Any
+    embedded: bool = False  # files on this machine: a failure there is damage, fixed by a rebuild
 
     @property
     def contract(self) -> dict[str, Any]:
@@ -145,7 +156,10 @@ def _client(settings: Settings) -> Any:
                 f"search unavailable: cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc})"
             ) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+    except Exception as exc:  # a file where the directory should be, a garbled SQLite file…
+        raise StoreDamaged(f"the Chroma store cannot be opened: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True) -> ChunkStore:
@@ -164,6 +178,8 @@ def open_store(settings: Settings, model: str, dimension: int | None, *, create:
     except Exception as exc:
         if not create and "does not exist" in str(exc).lower():
             raise StoreUnavailable("the index is empty: run `rag ingest` first") from None
+        if not settings.chroma_host and _damage(exc):
+            raise StoreDamaged(f"the Chroma collection cannot be opened: {type(exc).__name__}: {str(exc)[:200]}") from None
         raise StoreUnavailable(f"search unavailable: cannot open the Chroma collection ({exc})") from None
     recorded = (collection.metadata or {}).get("embed_model")
     if recorded and recorded != model:
@@ -171,7 +187,7 @@ def open_store(settings: Settings, model: str, dimension: int | None, *, create:
             f"the index was built with embedding model {recorded!r} but the current setting is {model!r}; "
             f"rebuild it with `rag ingest --rebuild` (or set RAG_EMBED_MODEL={recorded})"
         )
-    return ChunkStore(collection=collection, client=client)
+    return ChunkStore(collection=collection, client=client, embedded=not settings.chroma_host)
 
 
 def reset_store(settings: Settings) -> None:
@@ -192,7 +208,10 @@ def reset_store(settings: Settings) -> None:
         from chromadb.api.client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()  # this process must not keep using the removed files
-        shutil.rmtree(settings.data_dir / "chroma", ignore_errors=True)
+        target = settings.data_dir / "chroma"
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def sqlite_problems(settings: Settings) -> list[str]:

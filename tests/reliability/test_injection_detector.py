@@ -1,7 +1,8 @@
 """Issue 12, case 2: instructions planted in new wording. The detector folds text first (look-alike
 letters, zero-width characters, spaced letters), matches patterns of instructions and of sentences
-addressed to an AI in several languages, and at ingest compares meaning with instruction exemplars
-(MiniLM, threshold fitted on public prose by `python -m rag.injection_threshold`)."""
+addressed to an AI in several languages, and at ingest asks a classifier over MiniLM vectors (fitted
+on public prose by `python -m rag.injection_fit`). The generated set shaped the patterns, so its
+recall is a regression check, not a measure of wording nobody has seen."""
 
 from __future__ import annotations
 
@@ -12,30 +13,27 @@ from conftest import SEEDS
 from planted_instructions import planted
 
 from rag import Pipeline
-from rag.injection import fold, is_instruction, semantic_similarity
+from rag.injection import instruction_classifier, is_instruction
 from rag.text import sentence_spans
 
 
 @pytest.fixture(scope="module")
-def similarity():
+def classifier():
     from rag import Settings
     from rag.embeddings import get_embedder
 
-    return semantic_similarity(get_embedder(Settings()))
+    return instruction_classifier(get_embedder(Settings()))
 
 
-def _flagged(sentences, similarity):
-    from rag.injection import _rules
-
-    scores = similarity([fold(s) for s in sentences])
-    return [is_instruction(s) or score >= _rules().semantic_threshold for s, score in zip(sentences, scores)]
+def _flagged(sentences, classifier):
+    return [is_instruction(s) or by_meaning for s, by_meaning in zip(sentences, classifier(sentences))]
 
 
-def test_recall_on_planted_instructions_in_varied_wording_languages_and_disguises(similarity):
+def test_recall_on_planted_instructions_in_varied_wording_languages_and_disguises(classifier):
     made = planted()
     assert len(made) >= 200
     caught, total = Counter(), Counter()
-    for (_, kind), flagged in zip(made, _flagged([s for s, _ in made], similarity)):
+    for (_, kind), flagged in zip(made, _flagged([s for s, _ in made], classifier)):
         total[kind] += 1
         caught[kind] += flagged
     print({kind: f"{caught[kind]}/{total[kind]}" for kind in total})
@@ -43,10 +41,10 @@ def test_recall_on_planted_instructions_in_varied_wording_languages_and_disguise
     assert all(caught[kind] / total[kind] >= 0.9 for kind in total), caught
 
 
-def test_no_sentence_of_the_seeds_is_flagged(similarity):
+def test_no_sentence_of_the_seeds_is_flagged(classifier):
     sentences = [s.text for path in sorted(SEEDS.iterdir()) for s in sentence_spans(path.read_text())]
     assert len(sentences) > 200
-    assert [s for s, flagged in zip(sentences, _flagged(sentences, similarity)) if flagged] == []
+    assert [s for s, flagged in zip(sentences, _flagged(sentences, classifier)) if flagged] == []
 
 
 PROBE = [  # the outside probe's phrasings, each planted in one article next to real text

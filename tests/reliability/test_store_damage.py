@@ -13,6 +13,7 @@ import sys
 import pytest
 from conftest import ROOT, SEEDS
 
+SANCTIONS = "Which Russian oil companies did the US sanction?"
 QUESTIONS = [json.loads(line)["question"] for line in (ROOT / "evals" / "gold.jsonl").read_text().splitlines()[:12]]
 ANSWERS = """
 import json, sys
@@ -92,3 +93,51 @@ def test_a_truncated_vector_index_file_never_gives_wrong_answers(healthy, tmp_pa
         assert _answers(data) == before
     else:
         assert "store damaged — run `rag ingest --rebuild`" in check.stderr
+
+
+def before_sanctions(answers):
+    return answers[QUESTIONS.index(SANCTIONS)][0]
+
+
+def _damage_file(data, kind):
+    """Issue 12's damage cases beyond Chroma's own files: what the outside probe broke."""
+    if kind == "manifest-truncated":
+        path = data / "manifest.json"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "manifest-garbled":
+        (data / "manifest.json").write_bytes(b"\x00\xff" * 100)
+    elif kind == "keyword-ids-deleted":
+        (data / "keyword" / "ids.json").unlink()
+    elif kind == "keyword-ids-truncated":
+        path = data / "keyword" / "ids.json"
+        path.write_bytes(path.read_bytes()[:50])
+    elif kind == "keyword-model-deleted":
+        shutil.rmtree(data / "keyword" / "bm25")
+    elif kind == "keyword-arrays-truncated":
+        for path in (data / "keyword" / "bm25").glob("*.npy"):
+            path.write_bytes(path.read_bytes()[:20])
+    elif kind == "sqlite-truncated":
+        path = data / "chroma" / "chroma.sqlite3"
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 3)
+    elif kind == "chroma-dir-is-a-file":
+        shutil.rmtree(data / "chroma")
+        (data / "chroma").write_text("not a directory")
+
+
+@pytest.mark.parametrize("kind", ["manifest-truncated", "keyword-ids-deleted", "keyword-model-deleted",
+                                  "keyword-arrays-truncated", "sqlite-truncated", "chroma-dir-is-a-file"])
+def test_every_damaged_file_gets_the_one_message_and_the_rebuild_needs_none_of_them(healthy, tmp_path, kind):
+    source, before = healthy
+    data = tmp_path / "data"
+    shutil.copytree(source, data)
+    _damage_file(data, kind)
+    asked = _rag(data, "ask", SANCTIONS)
+    assert asked.returncode == 2 and "Traceback" not in asked.stderr
+    assert "store damaged — run `rag ingest --rebuild`" in asked.stderr, asked.stderr[-500:]
+    check = _rag(data, "check")
+    assert check.returncode == 1 and "store damaged — run `rag ingest --rebuild`" in check.stderr
+    rebuilt = _rag(data, "ingest", "--rebuild")  # reads nothing of the damaged index
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    again = _rag(data, "ask", "--json", SANCTIONS)
+    assert again.returncode == 0 and json.loads(again.stdout)["answer"] == before_sanctions(before)
