@@ -119,7 +119,7 @@ def ask(pipeline: Pipeline, question: str) -> None:
                                       on_token=on_token)
         except RagError as exc:
             streamed.empty()
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc), inline=True))
             return
         streamed.empty()
         message = answer_message(pipeline, answer)
@@ -142,7 +142,7 @@ def sidebar(pipeline: Pipeline) -> None:
             try:
                 report = pipeline.ingest(progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} chunks"))
             except RagError as exc:
-                st.error(str(exc))
+                st.error(escape_markdown(str(exc), inline=True))
             else:
                 bar.empty()
                 st.success(f"{report.documents} documents: {report.added} added, {report.updated} updated, "
@@ -170,9 +170,9 @@ def upload_articles(pipeline: Pipeline) -> None:
         try:
             path, report = pipeline.add_upload(file.name, file.getvalue())
         except RagError as exc:
-            st.error(f"{file.name} was not added: {exc}")
+            st.error(escape_markdown(f"{file.name} was not added: {exc}", inline=True))
         else:
-            st.success(f"{file.name} added as {path.name} ({report.chunks} chunks)")
+            st.success(escape_markdown(f"{file.name} added as {path.name} ({report.chunks} chunks)", inline=True))
 
 
 # ---- the page
@@ -180,7 +180,7 @@ def main() -> None:
     try:
         pipeline = load_pipeline(Settings.from_env())
     except RagError as exc:  # e.g. a nonsense setting in the environment
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc), inline=True))
         st.stop()
     st.session_state.setdefault("messages", [])
     st.session_state.setdefault("mode", pipeline.settings.mode)
@@ -192,7 +192,7 @@ def main() -> None:
         with st.spinner("Loading the search index and model…"):
             pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
     except RagError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc), inline=True))
         st.stop()
     sidebar(pipeline)
     for index, message in enumerate(st.session_state.messages):

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from rag.config import MODES, PROJECT_DIR, Settings
 from rag.errors import InputRejected, RagError
-from rag.render import terminal_safe
+from rag.render import one_line, terminal_safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,9 +206,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
           f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded_chunks} chunks embedded "
           f"in {report.seconds:.1f} s")
     for item in report.skipped:
-        print(f"skipped {item['path']}: {item['reason']}")
+        print(f"skipped {one_line(item['path'])}: {item['reason']}")
     for source, peers in report.duplicates.items():
-        print(f"near-duplicate: {source} ~ {', '.join(peers)}")
+        print(f"near-duplicate: {one_line(source)} ~ {', '.join(map(one_line, peers))}")
     return 0
 
 
@@ -250,7 +250,7 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print()
     for c in answer.citations:
         also = f" (also in {', '.join(c.also_in)})" if c.also_in else ""
-        print(f"[{c.id}] {c.title} — {c.source}:{c.start}-{c.end}{also}\n    “{c.quote}”")
+        print(f"[{c.id}] {one_line(c.title)} — {one_line(c.source)}:{c.start}-{c.end}{also}\n    “{c.quote}”")
     for warning in answer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -267,7 +267,7 @@ def _retrieve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for i, p in enumerate(passages, start=1):
         also = f" (also in {', '.join(p.also_in)})" if p.also_in else ""
-        print(f"{i}. {p.score:.4f} {p.source}:{p.start}-{p.end}{also}\n   {p.text[:200].replace(chr(10), ' ')}…")
+        print(f"{i}. {p.score:.4f} {one_line(p.source)}:{p.start}-{p.end}{also}\n   {p.text[:200].replace(chr(10), ' ')}…")
     return 0
 
 
@@ -282,7 +282,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
         print("no documents indexed yet: run `rag ingest`")
     for row in rows:
         dup = f"  duplicate of {', '.join(row['duplicates'])}" if row["duplicates"] else ""
-        print(f"{row['source']}  ({row['chunks']} chunks)  {row['title']}{dup}")
+        print(f"{one_line(row['source'])}  ({row['chunks']} chunks)  {one_line(row['title'])}{dup}")
     return 0
 
 

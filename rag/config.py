@@ -20,7 +20,7 @@ RUNTIMES = ("onnx", "torch")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # env var -> (field, parser). Every setting a user can change from the shell is listed here.
-_ENV: dict[str, tuple[str, type]] = {
+_ENV: dict[str, tuple[str, Any]] = {  # parser: a type, or "flag" for on/off
     "RAG_DATA_DIR": ("data_dir", Path),
     "RAG_CORPUS_DIR": ("corpus_dir", Path),
     "RAG_EMBED_MODEL": ("embed_model", str),
@@ -45,6 +45,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "RAG_LOG_LEVEL": ("log_level", str),
     "RAG_API_TOKEN": ("api_token", str),
     "RAG_API_READ_TOKEN": ("api_read_token", str),
+    "RAG_INJECTION_CLASSIFIER": ("injection_classifier", "flag"),
 }
 
 
@@ -76,6 +77,9 @@ class Settings:
     log_level: str = "WARNING"  # DEBUG shows every library's log too, secrets always redacted
     max_answer_words: int = 80
     max_question_chars: int = 2000
+    # Off by default: it embeds every sentence at ingest (indexing takes about twice as long) and, at the
+    # operating point that flags no real prose, it adds little to the patterns (see rag.injection_fit).
+    injection_classifier: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -131,7 +135,9 @@ class Settings:
             if not raw:
                 continue
             try:
-                values[name] = parse(raw)
+                values[name] = _flag(var, raw) if parse == "flag" else parse(raw)
+            except ConfigError:
+                raise
             except ValueError:
                 raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -161,6 +167,14 @@ class Settings:
         if mode == "auto":
             return "llm" if self.llm_configured else "extractive"
         return mode
+
+
+def _flag(var: str, raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var}={raw!r} must be one of 1, 0, true, false, yes, no, on, off")
 
 
 def _encodable(path: Path) -> bool:

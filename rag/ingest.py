@@ -314,8 +314,8 @@ class _SemanticCheck:
         from rag.embeddings import get_embedder
 
         settings = self.settings
-        if settings is None or settings.embed_model != LOCAL_EMBED_MODEL:
-            return None  # the threshold was fitted for the bundled MiniLM; with another model patterns decide
+        if settings is None or not settings.injection_classifier or settings.embed_model != LOCAL_EMBED_MODEL:
+            return None  # off, or another model (the weights were fitted for the bundled MiniLM): patterns decide
         if settings.embed_model not in self._made:
             self._made[settings.embed_model] = injection.instruction_classifier(get_embedder(settings))
         return self._made[settings.embed_model]

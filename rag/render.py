@@ -29,6 +29,11 @@ def terminal_safe(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable() or ch in "\n\t\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"))
 
 
+def one_line(name: str) -> str:
+    """A file name or title as one line of output: a newline in a name must not start a line of its own."""
+    return name.translate({10: "\\n", 13: "\\r", 9: "\\t"})
+
+
 def escape_markdown(text: str, *, inline: bool = False) -> str:
     """The text as Markdown that renders to exactly this text (line breaks kept). A block also loses
     indentation at line starts, which Markdown would read as a code block; `inline` pieces keep it."""

@@ -115,7 +115,7 @@ def test_first_start_indexes_the_corpus_and_shows_its_status(fresh):
 def test_upload_is_saved_under_a_generated_name_and_indexed(fresh, corpus):
     fresh.sidebar.file_uploader[0].set_value(("../../outside.txt", HOSTILE.encode(), "text/plain")).run()
     assert not fresh.exception
-    assert "outside.txt added as upload-" in shown(fresh.sidebar.success)
+    assert md("outside.txt added as upload-", inline=True) in shown(fresh.sidebar.success)
     saved = [p.name for p in corpus.iterdir() if p.name.startswith("upload-")]
     assert len(saved) == 1 and saved[0].endswith(".txt")
     assert not (corpus.parent.parent / "outside.txt").exists()
@@ -135,8 +135,17 @@ def test_rejected_uploads_say_why_and_write_nothing(tmp_path, corpus, monkeypatc
     before = sorted(p.name for p in corpus.iterdir())
     at.sidebar.file_uploader[0].set_value((name, data, "text/plain")).run()
     assert not at.exception
-    assert f"{name} was not added: " in shown(at.sidebar.error) and reason in shown(at.sidebar.error)
+    errors = shown(at.sidebar.error)
+    assert md(f"{name} was not added: ", inline=True) in errors and md(reason, inline=True) in errors
     assert sorted(p.name for p in corpus.iterdir()) == before
+
+
+def test_an_upload_name_is_shown_as_text_in_its_error(tmp_path, corpus, monkeypatch):
+    at = start(monkeypatch, tmp_path / "data", corpus)
+    at.sidebar.file_uploader[0].set_value(("![x](http://127.0.0.1:1/p.png).txt", b"   ", "text/plain")).run()
+    [error] = at.sidebar.error
+    assert "was not added" in error.value
+    assert "![x](http" not in error.value  # the raw Markdown would load the image
 
 
 def test_hostile_article_text_is_shown_as_text(tmp_path, corpus, monkeypatch):

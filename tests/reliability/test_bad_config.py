@@ -52,6 +52,8 @@ def test_a_bad_gold_file_fails_the_eval_command_with_its_lines(tmp_path, capsys)
     ({"RAG_K": "eight"}, "RAG_K='eight' is not a valid int"),
     ({"RAG_K": "0"}, "k must be between 1 and 50, got 0"),
     ({"RAG_EMBED_RUNTIME": "gpu"}, "embed_runtime must be one of onnx, torch, got 'gpu'"),
+    ({"RAG_INJECTION_CLASSIFIER": "maybe"},
+     "RAG_INJECTION_CLASSIFIER='maybe' must be one of 1, 0, true, false, yes, no, on, off"),
     ({"RAG_LLM_MAX_TOKENS": "1000000"}, "llm_max_tokens must be 16..4096, got 1000000"),
 ])
 def test_bad_settings_name_the_setting(env, error):

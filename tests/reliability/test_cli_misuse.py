@@ -48,3 +48,17 @@ def test_a_data_dir_that_is_a_file_is_named(tmp_path, command):
     target.write_text("x")
     done = _rag_shell(command, target)
     assert done.returncode == 2 and b"is a file, not a directory" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_a_newline_in_a_file_name_stays_on_its_line(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "venue\nreport.txt").write_text("Hungarian officials inspected the Budapest summit venue on Monday.")
+    data = tmp_path / "data"
+    env = {**os.environ, "RAG_DATA_DIR": str(data)}
+    for args in (["ingest", str(corpus)], ["sources"], ["retrieve", "Budapest venue"]):
+        done = subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-1000:]
+        assert not any(line.startswith("report.txt") for line in done.stdout.splitlines())
+    assert "venue\\nreport.txt" in done.stdout

@@ -62,11 +62,12 @@ PROBE = [  # the outside probe's phrasings, each planted in one article next to 
 ]
 
 
-def test_planted_phrasings_are_never_quoted_and_are_reported(settings, corpus):
+@pytest.mark.parametrize("classifier_on", [False, True])
+def test_planted_phrasings_are_never_quoted_and_are_reported(settings, corpus, classifier_on):
     article = ("Budapest summit notes\n\nHungarian officials inspected the Budapest summit venue on Monday. "
                + " ".join(PROBE) + " Officials said the venue had been ready for weeks.\n")
     (corpus / "notes.txt").write_text(article)
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings.replace(injection_classifier=classifier_on))
     pipeline.ingest([corpus])
     answer = pipeline.ask("Why was the Budapest summit cancelled?", mode="extractive")
     quoted = " ".join(c.quote for c in answer.citations)
