@@ -54,4 +54,52 @@ def _as_tool_error(tool_error: type[Exception]) -> Iterator[None]:
 
 
 def run(settings: Settings) -> None:
-    build_server(settings).run("stdio")
+    import anyio
+
+    anyio.run(_serve_stdio, build_server(settings))
+
+
+async def _serve_stdio(server: Any) -> None:
+    # MCPServer.run("stdio") as the SDK writes it, but reading stdin through _WellFormedLines.
+    import sys
+
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    stdin = anyio.wrap_file(_WellFormedLines(sys.stdin.buffer))
+    async with stdio_server(stdin=stdin) as (read_stream, write_stream):
+        lowlevel = server._lowlevel_server
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+class _WellFormedLines:
+    """The server's stdin, one JSON-RPC message a line. A lone UTF-16 surrogate ("\\udfff") is valid JSON
+    but the SDK's parser rejects the line and answers nothing, so the client waits forever; here it is
+    replaced by U+FFFF, a noncharacter that `rag.text.require_text` rejects, and the call gets our error."""
+
+    def __init__(self, raw: Any):
+        import io
+
+        self.lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+
+    def readline(self) -> str:
+        import json
+
+        line = self.lines.readline()
+        if "\\ud" not in line.lower():
+            return line
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return line  # the SDK reports what is wrong with it
+        return json.dumps(_without_surrogates(message)) + "\n"
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join("\uffff" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value

@@ -38,6 +38,10 @@ def require_text(value: str, what: str) -> str:
     except UnicodeEncodeError as exc:
         raise InputRejected(f"{what} is not valid Unicode text (a lone surrogate or an undecodable byte at "
                             f"character {exc.start + 1})") from None
+    bad = next((i for i, ch in enumerate(value) if ch in "\ufffe\uffff"), None)
+    if bad is not None:  # noncharacters: what the MCP server puts where a lone surrogate was sent
+        raise InputRejected(f"{what} is not valid Unicode text (a lone surrogate or a noncharacter at "
+                            f"character {bad + 1})")
     return value
 
 
