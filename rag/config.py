@@ -111,18 +111,23 @@ class Settings:
                 raise ConfigError(message)
 
     def check_data_dir(self, *, write: bool) -> None:
-        """ConfigError, naming the fix, when the data dir cannot be used: a file, unreadable, or (for
-        writing) read-only. A missing one is fine: ingest creates it, readers report an empty index."""
+        """ConfigError, naming the fix, when the data dir cannot be used: a file, unreachable, unreadable,
+        or (for writing) read-only. A missing one is fine: ingest creates it, readers report an empty index."""
         path = self.data_dir
-        if path.exists() and not path.is_dir():
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except PermissionError:
+            raise ConfigError(f"the data dir {path} cannot be reached by this user (permission denied on a "
+                              "folder above it): fix the permissions or set RAG_DATA_DIR") from None
+        if exists and not is_dir:
             raise ConfigError(f"the data dir {path} is a file, not a directory: set RAG_DATA_DIR (or --data-dir) "
                               "to a directory")
-        if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        if is_dir and not os.access(path, os.R_OK | os.X_OK):
             raise ConfigError(f"the data dir {path} cannot be read by this user: fix its permissions")
         if write:
-            parent = next((p for p in (path, *path.parents) if p.exists()), None)
+            parent = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
             if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-                raise ConfigError(f"the data dir {path} is read-only for this user: ingest needs to write there "
+                raise ConfigError(f"the data dir {path} is read-only for this user: the index needs to write there "
                                   "(fix its permissions or choose another with RAG_DATA_DIR)")
 
     @classmethod

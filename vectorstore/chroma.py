@@ -7,11 +7,12 @@ Chroma's default embedding function is never used (it downloads a model): we alw
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from rag.config import Settings
-from rag.errors import StoreDamaged, StoreMismatch, StoreUnavailable
+from rag.errors import ConfigError, StoreDamaged, StoreMismatch, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,7 +156,14 @@ def _client(settings: Settings) -> Any:
             raise StoreUnavailable(
                 f"search unavailable: cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc})"
             ) from None
+    # Embedded Chroma writes to its SQLite file even to read (journal, migrations): a read-only data dir is
+    # a configuration problem to name, not a damaged store.
+    settings.check_data_dir(write=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store_dir = settings.data_dir / "chroma"
+    if store_dir.is_dir() and not all(os.access(p, os.W_OK) for p in (store_dir, *store_dir.glob("*.sqlite3"))):
+        raise ConfigError(f"the Chroma store in {store_dir} is read-only for this user: embedded Chroma needs "
+                          "write access even to read; fix its permissions, or read from a Chroma server (CHROMA_HOST)")
     try:
         return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
     except Exception as exc:  # a file where the directory should be, a garbled SQLite file…

@@ -4,8 +4,10 @@ closed or full stdout, bytes that are not UTF-8 in a question or a path, a data 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -62,3 +64,22 @@ def test_a_newline_in_a_file_name_stays_on_its_line(tmp_path):
         assert done.returncode == 0, done.stderr[-1000:]
         assert not any(line.startswith("report.txt") for line in done.stdout.splitlines())
     assert "venue\\nreport.txt" in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root to run the CLI as another user (root itself may write anywhere)")
+@pytest.mark.parametrize("command", [["ask", "Who is Witkoff?"], ["retrieve", "Rosneft"], ["ingest"]])
+def test_a_read_only_data_dir_is_named_not_called_damaged(seeded, command):
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="rag-read-only-", dir="/tmp"))  # pytest's own tmp is root-only
+    data = top / "data"
+    shutil.copytree(seeded.settings.data_dir, data)
+    for path in (top, data, *data.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by all, writable by root only
+    env = {**os.environ, "RAG_DATA_DIR": str(data), "HOME": str(top)}
+    done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m",
+                           "rag.cli", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "is read-only for this user" in done.stderr, done.stderr[-1000:]
+    assert "damaged" not in done.stderr and "Traceback" not in done.stderr
+    shutil.rmtree(top)
