@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -92,6 +93,28 @@ def test_ingest_needs_the_token_and_takes_one_writer_at_a_time(tmp_path, corpus,
     assert hits[0]["source"].endswith(".txt") and "venue" in hits[0]["text"]
 
 
+@contextmanager
+def reading(server, query: str, *, k: int, clients: int):
+    """`clients` threads posting /retrieve until the block ends; yields their (status, passages or error)."""
+    results, stop = [], threading.Event()
+
+    def read():
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                r = client.post(f"{server.url}/retrieve", json={"query": query, "k": k})
+                results.append((r.status_code, len(r.json()) if r.status_code == 200 else r.text))
+
+    readers = [threading.Thread(target=read) for _ in range(clients)]
+    for t in readers:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+
+
 def test_readers_keep_working_while_an_ingest_runs(tmp_path, corpus, rag_server):
     from conftest import SEEDS
 
@@ -102,21 +125,9 @@ def test_readers_keep_working_while_an_ingest_runs(tmp_path, corpus, rag_server)
     for name in ("000_c7ab87e678e88968.txt", "001_9a746d18b83cd2b7.txt", "003_0ea4331d0d193fdf.txt"):
         (corpus / name).write_text((SEEDS / name).read_text())
     server = rag_server(data, RAG_API_TOKEN="t", RAG_CORPUS_DIR=str(corpus))
-    results, stop = [], threading.Event()
-
-    def read():
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                r = client.post(f"{server.url}/retrieve", json={"query": "Rubio Lavrov call", "k": 5})
-                results.append((r.status_code, len(r.json()) if r.status_code == 200 else r.text))
-
-    readers = [threading.Thread(target=read) for _ in range(4)]
-    for t in readers:
-        t.start()
-    report = httpx.post(f"{server.url}/ingest", json={}, headers={"Authorization": "Bearer t"}, timeout=120).json()
-    stop.set()
-    for t in readers:
-        t.join()
+    with reading(server, "Rubio Lavrov call", k=5, clients=4) as results:
+        report = httpx.post(f"{server.url}/ingest", json={}, headers={"Authorization": "Bearer t"},
+                            timeout=120).json()
     assert report["added"] == 3 and report["embedded_chunks"] > 0
     assert results and all(status == 200 and n == 5 for status, n in results), results[:5]
 
@@ -178,24 +189,11 @@ def test_readers_keep_the_old_index_during_a_rebuild(tmp_path, corpus, rag_serve
     data = tmp_path / "data"
     Pipeline(Settings(data_dir=data, corpus_dir=corpus)).ingest()
     server = rag_server(data, RAG_CORPUS_DIR=str(corpus))
-    results, stop = [], threading.Event()
-
-    def read():
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                r = client.post(f"{server.url}/retrieve", json={"query": "Rosneft Lukoil sanctions", "k": 3})
-                results.append((r.status_code, len(r.json()) if r.status_code == 200 else r.text))
-
-    readers = [threading.Thread(target=read) for _ in range(2)]
-    for t in readers:
-        t.start()
-    rebuilt = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--rebuild", str(corpus)], cwd=ROOT,
-                             env={**os.environ, "RAG_DATA_DIR": str(data)}, capture_output=True, text=True,
-                             timeout=300)
-    time.sleep(2.5)  # the server notices the new publication within 2 s
-    stop.set()
-    for t in readers:
-        t.join()
+    with reading(server, "Rosneft Lukoil sanctions", k=3, clients=2) as results:
+        rebuilt = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--rebuild", str(corpus)], cwd=ROOT,
+                                 env={**os.environ, "RAG_DATA_DIR": str(data)}, capture_output=True, text=True,
+                                 timeout=300)
+        time.sleep(2.5)  # the server notices the new publication within 2 s
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert len(results) > 10 and all(status == 200 and n == 3 for status, n in results), \
         [r for r in results if r[0] != 200][:3]
