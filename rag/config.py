@@ -183,8 +183,6 @@ def _flag(var: str, raw: str) -> bool:
 
 
 def _encodable(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
+    from rag.text import is_valid_text
+
+    return is_valid_text(str(path))

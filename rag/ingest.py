@@ -23,6 +23,7 @@ from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_
 from rag.errors import EmbeddingFailed, RagError, StoreBusy, StoreDamaged
 from rag.keyword import KeywordIndex, ids_digest
 from rag.manifest import Manifest
+from rag.text import is_valid_text
 
 ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
 EMBED_BATCH = 64
@@ -116,7 +117,7 @@ def _one_path_per_file(files: list[Path], skipped: list[dict[str, str]]) -> list
     file named twice, is the same document); a name that is not valid UTF-8 is skipped with a reason."""
     seen: dict[Path, Path] = {}
     for path in files:
-        if not _encodable(str(path)):
+        if not is_valid_text(str(path)):
             skipped.append({"path": str(path).encode("utf-8", "replace").decode(),
                             "reason": "the file name is not valid UTF-8; rename the file"})
             continue
@@ -127,14 +128,6 @@ def _one_path_per_file(files: list[Path], skipped: list[dict[str, str]]) -> list
             continue
         seen[real] = path
     return list(seen.values())
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def display_path(path: Path) -> str:
@@ -184,12 +177,11 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
-    _SEMANTIC_CHECK.settings = settings
     plan = _plan(docs, manifest, store, settings, report, stale, reembed=rebuild)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
     to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
     if to_embed:
-        _embed_and_store(to_embed, store, get_embedder(settings), progress)
+        _embed_and_store(to_embed, store, get_embedder(settings), settings, progress)
     report.embedded_chunks = len(to_embed)
 
     signatures = {key: entry["signature"] for key, entry in manifest.documents.items()}
@@ -248,7 +240,7 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         else:
             report.updated += bool(previous)
             report.added += not previous
-            store.update_metadata([c.id for c in kept], [_chunk_metadata(doc, key, c) for c in kept])
+            store.update_metadata([c.id for c in kept], [_chunk_metadata(doc, key, c, settings) for c in kept])
         manifest.documents[key] = {
             **_describe(doc), "chunks": len(chunks),
             "signature": minhash_signature(doc.text), "duplicates": [],
@@ -294,43 +286,40 @@ def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set
         report.removed += 1
 
 
-def _chunk_metadata(doc: Document, key: str, chunk: Chunk) -> dict[str, Any]:
+def _chunk_metadata(doc: Document, key: str, chunk: Chunk, settings: Settings) -> dict[str, Any]:
     meta: dict[str, Any] = {"source": doc.source, "path": key, "title": doc.title,
                             "content_hash": doc.content_hash, "start": chunk.start, "end": chunk.end,
                             "chunk_index": chunk.index}
     meta.update({k: v for k, v in (("publisher", doc.publisher), ("author", doc.author), ("date", doc.date)) if v})
-    meta.update(injection.chunk_metadata(_instructions(doc.content_hash, doc.text), chunk.start, chunk.end))
+    found = _instructions(doc.content_hash, doc.text, _classifier(settings))
+    meta.update(injection.chunk_metadata(found, chunk.start, chunk.end))
     return meta
 
 
-class _SemanticCheck:
-    """This run's similarity-to-instructions check, made on first use (it loads the model)."""
-
-    settings: Settings | None = None
-    _made: dict[str, injection.Classifier | None] = {}
-
-    def get(self) -> injection.Classifier | None:
-        from rag.config import LOCAL_EMBED_MODEL
-        from rag.embeddings import get_embedder
-
-        settings = self.settings
-        if settings is None or not settings.injection_classifier or settings.embed_model != LOCAL_EMBED_MODEL:
-            return None  # off, or another model (the weights were fitted for the bundled MiniLM): patterns decide
-        if settings.embed_model not in self._made:
-            self._made[settings.embed_model] = injection.instruction_classifier(get_embedder(settings))
-        return self._made[settings.embed_model]
+_CLASSIFIERS: dict[tuple[str, str], injection.Classifier] = {}
 
 
-_SEMANTIC_CHECK = _SemanticCheck()
+def _classifier(settings: Settings) -> injection.Classifier | None:
+    """The learned instruction classifier when it is switched on and the model is the bundled MiniLM (its
+    weights were fitted for that model); None: the patterns decide alone."""
+    from rag.config import LOCAL_EMBED_MODEL
+    from rag.embeddings import get_embedder
+
+    if not settings.injection_classifier or settings.embed_model != LOCAL_EMBED_MODEL:
+        return None
+    key = (settings.embed_model, settings.embed_runtime)
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = injection.instruction_classifier(get_embedder(settings))
+    return _CLASSIFIERS[key]
 
 
 @lru_cache(maxsize=64)
-def _instructions(content_hash: str, text: str) -> injection.Findings:
+def _instructions(content_hash: str, text: str, classifier: injection.Classifier | None) -> injection.Findings:
     """Instruction-like text in a document, found once per document (not once per chunk)."""
-    return injection.scan(text, classifier=_SEMANTIC_CHECK.get())
+    return injection.scan(text, classifier=classifier)
 
 
-def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any,
+def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any, settings: Settings,
                      progress: ProgressCallback | None) -> None:
     # One batch is embedded and written before the next starts: a failure mid-run leaves whole
     # batches behind, and the next run embeds only the chunks still missing.
@@ -339,7 +328,7 @@ def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: 
         batch = items[i : i + EMBED_BATCH]
         vectors = _embed_batch(embedder, [c.text for _, c in batch])
         store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch],
-                     [_chunk_metadata(d, str(Path(d.source).resolve()), c) for d, c in batch])
+                     [_chunk_metadata(d, str(Path(d.source).resolve()), c, settings) for d, c in batch])
         done += len(batch)
         if progress:
             progress(done, len(items))

@@ -41,6 +41,8 @@ from rag.text import require_text
 WARM_SENTENCES = 50_000  # corpus sentences embedded at start-up for the extractive answerer (~3 min at most)
 MAX_READ_BODY = 64_000  # bytes: a question, its history and filters
 SHUTDOWN_SECONDS = 5  # on SIGTERM, open requests and streams get this long before the server stops
+MAX_STREAMS = 32  # answers being streamed at once, each on its own thread; more get an error event at once
+_STREAM_SLOTS = threading.BoundedSemaphore(MAX_STREAMS)
 STATUS = {InputRejected: 422, ConfigError: 422, StoreBusy: 409, StoreMismatch: 409, StoreUnavailable: 503,
           LLMUnavailable: 502}
 
@@ -170,7 +172,14 @@ async def _stream_answer(pipeline: Pipeline, body: AskRequest, time_limit: float
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def put(kind: str, data: Any) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, (kind, data))
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, (kind, data))
+        except RuntimeError:  # the server is shutting down: nobody is listening any more
+            pass
+
+    if not _STREAM_SLOTS.acquire(blocking=False):
+        yield _event("error", {"error": f"{MAX_STREAMS} answers are being streamed already; try again shortly"})
+        return
 
     def work() -> None:
         try:
@@ -182,6 +191,8 @@ async def _stream_answer(pipeline: Pipeline, body: AskRequest, time_limit: float
         except Exception as exc:  # a bug of ours must still end the stream, with a message, not hang it
             logging.getLogger(__name__).exception("answering a streamed question failed")
             put("error", {"error": f"internal error ({type(exc).__name__}); the server log has the details"})
+        finally:
+            _STREAM_SLOTS.release()
 
     threading.Thread(target=work, daemon=True, name="ask-stream").start()
     deadline = loop.time() + time_limit
@@ -190,9 +201,13 @@ async def _stream_answer(pipeline: Pipeline, body: AskRequest, time_limit: float
             kind, data = await asyncio.wait_for(events.get(), timeout=max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             kind, data = "error", {"error": f"the answer took longer than {time_limit:g} s (RAG_REQUEST_TIMEOUT)"}
-        yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        yield _event(kind, data)
         if kind != "token":
             return
+
+
+def _event(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 class BodyLimit:

@@ -24,6 +24,15 @@ STOPWORDS = frozenset(
 )
 
 
+def is_valid_text(value: str) -> bool:
+    """Whether every character can be written as UTF-8 (no lone surrogate, no undecodable byte)."""
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def require_text(value: str, what: str) -> str:
     """The value when it is text a tokenizer, Chroma and the file system can take; InputRejected
     otherwise. Every surface passes user text through this one check: a lone UTF-16 surrogate (valid

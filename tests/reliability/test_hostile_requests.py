@@ -149,3 +149,33 @@ def test_a_bug_in_the_answer_still_ends_the_stream(seeded, monkeypatch):
         with client.stream("POST", "/ask/stream", json={"question": "Why?"}) as response:
             lines = list(response.iter_lines())
     assert lines[0] == "event: error" and "internal error (TypeError)" in lines[1]
+
+
+def test_streams_beyond_the_limit_get_an_error_at_once(seeded, monkeypatch):
+    # A fake slow answer (pipeline.ask waits on an event) holds the only stream slot.
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from rag import server
+    from rag.pipeline import Pipeline
+
+    release = threading.Event()
+
+    def slow(*args, **kwargs):
+        release.wait(30)
+        raise server.StoreBusy("released")
+
+    monkeypatch.setattr(Pipeline, "ask", slow)
+    monkeypatch.setattr(server, "_STREAM_SLOTS", threading.BoundedSemaphore(1))
+    with TestClient(server.create_app(seeded.settings)) as client:
+        first: list[str] = []
+        holder = threading.Thread(target=lambda: first.extend(
+            client.post("/ask/stream", json={"question": "Why?"}).text.splitlines()))
+        holder.start()
+        time.sleep(1)
+        second = client.post("/ask/stream", json={"question": "Why?"}).text
+        release.set()
+        holder.join(30)
+    assert "answers are being streamed already" in second
+    assert "event: error" in first and any("released" in line for line in first)
