@@ -356,5 +356,49 @@ def _print_json(payload: Any) -> None:
 _COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources,
              "serve": _serve, "mcp": _mcp, "bench": _bench, "check": _check}
 
+# Commands that open the store in this process and end (not the servers, which manage their own processes).
+_CRASH_GUARDED = {"ask", "retrieve", "ingest", "sources", "eval"}
+_NATIVE_CRASHES = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
+
+
+def entry() -> None:
+    """The `rag` program. A command that reads the store runs in a forked child: a damaged vector index
+    can crash its process inside Chroma's native code, which no Python handler survives; the parent then
+    says "store damaged — run `rag ingest --rebuild`" instead of the shell's "Segmentation fault"."""
+    import os
+
+    argv = sys.argv[1:]
+    if not hasattr(os, "fork") or not _CRASH_GUARDED & set(argv):
+        sys.exit(main(argv))
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            code = main(argv)
+        finally:
+            os._exit(code)  # noqa: B012 - the child's status is the command's, whatever happened
+    sys.exit(_wait_for(child))
+
+
+def _wait_for(child: int) -> int:
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child, which stops with 130
+    _, status = os.waitpid(child, 0)
+    if not os.WIFSIGNALED(status):
+        return os.WEXITSTATUS(status)
+    name = signal.Signals(os.WTERMSIG(status)).name
+    if name in _NATIVE_CRASHES:
+        from rag.errors import REBUILD_HINT
+
+        print(f"error: {REBUILD_HINT} (the command crashed inside the vector store: {name})", file=sys.stderr)
+        return 2
+    return 128 + os.WTERMSIG(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -141,3 +141,23 @@ def test_every_damaged_file_gets_the_one_message_and_the_rebuild_needs_none_of_t
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     again = _rag(data, "ask", "--json", SANCTIONS)
     assert again.returncode == 0 and json.loads(again.stdout)["answer"] == before_sanctions(before)
+
+
+CRASHING_STORE = """
+import ctypes, vectorstore.chroma
+# A FAKE native crash: the probe's garbled HNSW file segfaulted Chroma, which this small index does not
+# reproduce (Chroma rebuilds it from its log), so the query itself dereferences NULL.
+vectorstore.chroma.ChunkStore.query = lambda *args, **kwargs: ctypes.string_at(0)
+import rag.cli
+rag.cli.entry()
+"""
+
+
+@pytest.mark.parametrize("command", [["ask", SANCTIONS], ["retrieve", "Rosneft"]])
+def test_a_native_crash_inside_the_store_is_reported_as_damage(healthy, command):
+    data, _ = healthy
+    done = subprocess.run([sys.executable, "-c", CRASHING_STORE, *command], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "RAG_DATA_DIR": str(data)}, timeout=300)
+    assert done.returncode == 2 and "Segmentation fault" not in done.stderr
+    assert "store damaged — run `rag ingest --rebuild` (the command crashed inside the vector store: SIGSEGV)" \
+        in done.stderr
