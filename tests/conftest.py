@@ -8,8 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,27 @@ def rag_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@contextmanager
+def reading(server: "RagServer", query: str, *, k: int, clients: int):
+    """`clients` threads posting /retrieve until the block ends; yields their (status, passages or error)."""
+    results, stop = [], threading.Event()
+
+    def read():
+        import httpx
+
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                r = client.post(f"{server.url}/retrieve", json={"query": query, "k": k})
+                results.append((r.status_code, len(r.json()) if r.status_code == 200 else r.text))
+
+    readers = [threading.Thread(target=read) for _ in range(clients)]
+    for t in readers:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()

@@ -3,10 +3,10 @@
 import json
 import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
+from conftest import reading
 from filelock import FileLock
 
 from rag.cli import main
@@ -93,28 +93,6 @@ def test_ingest_needs_the_token_and_takes_one_writer_at_a_time(tmp_path, corpus,
     assert hits[0]["source"].endswith(".txt") and "venue" in hits[0]["text"]
 
 
-@contextmanager
-def reading(server, query: str, *, k: int, clients: int):
-    """`clients` threads posting /retrieve until the block ends; yields their (status, passages or error)."""
-    results, stop = [], threading.Event()
-
-    def read():
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                r = client.post(f"{server.url}/retrieve", json={"query": query, "k": k})
-                results.append((r.status_code, len(r.json()) if r.status_code == 200 else r.text))
-
-    readers = [threading.Thread(target=read) for _ in range(clients)]
-    for t in readers:
-        t.start()
-    try:
-        yield results
-    finally:
-        stop.set()
-        for t in readers:
-            t.join()
-
-
 def test_readers_keep_working_while_an_ingest_runs(tmp_path, corpus, rag_server):
     from conftest import SEEDS
 
@@ -174,26 +152,3 @@ def test_bench_drives_a_server_and_prints_the_table(shared, capsys):
 ])
 def test_serve_and_bench_reject_nonsense(capsys, args, error):
     assert main(args) == 2 and error in capsys.readouterr().err
-
-
-def test_readers_keep_the_old_index_during_a_rebuild(tmp_path, corpus, rag_server):
-    # Issue 12, case 5: before, reads got 503 for the whole of `rag ingest --rebuild`.
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    from rag import Pipeline, Settings
-
-    data = tmp_path / "data"
-    Pipeline(Settings(data_dir=data, corpus_dir=corpus)).ingest()
-    server = rag_server(data, RAG_CORPUS_DIR=str(corpus))
-    with reading(server, "Rosneft Lukoil sanctions", k=3, clients=2) as results:
-        rebuilt = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--rebuild", str(corpus)], cwd=ROOT,
-                                 env={**os.environ, "RAG_DATA_DIR": str(data)}, capture_output=True, text=True,
-                                 timeout=300)
-        time.sleep(2.5)  # the server notices the new publication within 2 s
-    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
-    assert len(results) > 10 and all(status == 200 and n == 3 for status, n in results), \
-        [r for r in results if r[0] != 200][:3]

@@ -179,3 +179,47 @@ def test_streams_beyond_the_limit_get_an_error_at_once(seeded, monkeypatch):
         holder.join(30)
     assert "answers are being streamed already" in second
     assert "event: error" in first and any("released" in line for line in first)
+
+
+def test_text_that_is_not_unicode_is_an_mcp_error_not_silence(seeded):
+    # Issue 12, case 1: before, a lone surrogate got no reply at all over MCP. The SDK's client cannot
+    # even encode one, so this speaks JSON-RPC over the pipe itself, as any other client may.
+    import os
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "mcp"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAG_DATA_DIR": str(seeded.settings.data_dir), "HF_HUB_OFFLINE": "1"})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+
+    def send(text: str) -> None:
+        proc.stdin.write(text.encode("ascii") + b"\n")
+        proc.stdin.flush()
+
+    def reply(wanted: int) -> dict:
+        while True:
+            message = json.loads(lines.get(timeout=60))  # queue.Empty: the server never answered
+            if message.get("id") == wanted:
+                return message
+
+    try:
+        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}))
+        reply(1)
+        send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        send('{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask", '
+             '"arguments": {"question": "Why was the summit cancelled? \\udfff"}}}')
+        asked = reply(2)
+        send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                         "params": {"name": "search", "arguments": {"query": "Rosneft", "k": 1}}}))
+        after = reply(3)
+    finally:
+        proc.kill()
+    assert asked["result"]["isError"] and "not valid Unicode text" in asked["result"]["content"][0]["text"]
+    assert not after["result"].get("isError")  # the session goes on
