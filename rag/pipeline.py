@@ -58,7 +58,7 @@ class Pipeline:
         """The cleaned text of an indexed document: what every citation's start/end index into."""
         for doc in Manifest(self.settings.data_dir).documents.values():
             if doc["source"] == source:
-                return (self.settings.data_dir / "texts" / f"{doc['content_hash']}.txt").read_text(encoding="utf-8")
+                return self._cleaned_text(doc)
         raise InputRejected(f"{source!r} is not an indexed document")
 
     def status(self) -> dict[str, Any]:
@@ -227,9 +227,18 @@ class Pipeline:
         from rag.answer.overview import Document
 
         docs = sorted(records, key=lambda d: d["source"])
-        return [Document(d["source"], d["title"], self.settings.data_dir.joinpath("texts", f"{d['content_hash']}.txt")
-                         .read_text(encoding="utf-8"), d.get("date"), tuple(d.get("duplicates", [])))
+        return [Document(d["source"], d["title"], self._cleaned_text(d), d.get("date"), tuple(d.get("duplicates", [])))
                 for d in docs if not filters or filters.allows(d["source"], d.get("date"))]
+
+    def _cleaned_text(self, record: Mapping[str, Any]) -> str:
+        """The cleaned text ingest kept for a manifest record; StoreDamaged when it is gone or unreadable."""
+        from rag.errors import StoreDamaged
+
+        path = self.settings.data_dir / "texts" / f"{record['content_hash']}.txt"
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreDamaged(f"the cleaned text of {record['source']} cannot be read: {type(exc).__name__}") from None
 
     def _answer_with_llm(self, answer, on_token) -> None:
         from rag.answer.llm import answer_llm

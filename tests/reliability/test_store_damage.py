@@ -161,3 +161,14 @@ def test_a_native_crash_inside_the_store_is_reported_as_damage(healthy, command)
     assert done.returncode == 2 and "Segmentation fault" not in done.stderr
     assert "store damaged — run `rag ingest --rebuild` (the command crashed inside the vector store: SIGSEGV)" \
         in done.stderr
+
+
+def test_lost_cleaned_texts_are_damage_too(healthy, tmp_path):
+    from rag import Pipeline, Settings
+    from rag.errors import StoreDamaged
+
+    data = tmp_path / "data"
+    shutil.copytree(healthy[0], data)
+    shutil.rmtree(data / "texts")
+    with pytest.raises(StoreDamaged, match="store damaged — run `rag ingest --rebuild` \\(the cleaned text of"):
+        Pipeline(Settings(data_dir=data, corpus_dir=SEEDS)).ask("Summarize the articles.")
