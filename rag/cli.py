@@ -356,8 +356,9 @@ def _print_json(payload: Any) -> None:
 _COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources,
              "serve": _serve, "mcp": _mcp, "bench": _bench, "check": _check}
 
-# Commands that open the store in this process and end (not the servers, which manage their own processes).
-_CRASH_GUARDED = {"ask", "retrieve", "ingest", "sources", "eval"}
+# Commands that only read the store and end. Not ingest: `kill -9` on its pid must stop the writer itself,
+# and the servers manage their own processes.
+_CRASH_GUARDED = {"ask", "retrieve"}
 _NATIVE_CRASHES = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
 
 
