@@ -1,8 +1,6 @@
 """`rag serve`: the REST API as a real process on loopback, over a real index."""
 
 import json
-import threading
-import time
 
 import httpx
 import pytest
