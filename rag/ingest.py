@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from rag import injection
+from rag import injection, sentence_store
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
 from rag.errors import EmbeddingFailed, RagError, StoreBusy, StoreDamaged
@@ -48,6 +48,7 @@ class IngestReport:
     unchanged: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     embedded_chunks: int = 0
+    sentence_vectors_added: int = 0  # chunks of an older index given their sentence vectors
     duplicates: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -183,6 +184,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     if to_embed:
         _embed_and_store(to_embed, store, get_embedder(settings), settings, progress)
     report.embedded_chunks = len(to_embed)
+    report.sentence_vectors_added = _add_missing_sentence_vectors(store, get_embedder(settings), progress)
 
     signatures = {key: entry["signature"] for key, entry in manifest.documents.items()}
     groups = near_duplicate_groups(signatures, settings.dup_threshold) if signatures else {}
@@ -322,20 +324,57 @@ def _instructions(content_hash: str, text: str, classifier: injection.Classifier
 def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any, settings: Settings,
                      progress: ProgressCallback | None) -> None:
     # One batch is embedded and written before the next starts: a failure mid-run leaves whole
-    # batches behind, and the next run embeds only the chunks still missing.
+    # batches behind, and the next run embeds only the chunks still missing. Each chunk is written with
+    # its sentences' vectors (rag.sentence_store), embedded in the same model call as the chunks.
     done = 0
     for i in range(0, len(items), EMBED_BATCH):
         batch = items[i : i + EMBED_BATCH]
-        vectors = _embed_batch(embedder, [c.text for _, c in batch])
-        store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch],
-                     [_chunk_metadata(d, str(Path(d.source).resolve()), c, settings) for d, c in batch])
+        vectors, sentences = _embed_with_sentences(embedder, [(c.text, c.start) for _, c in batch])
+        metadatas = [{**_chunk_metadata(d, str(Path(d.source).resolve()), c, settings), **sentence_store.metadata(s)}
+                     for (d, c), s in zip(batch, sentences)]
+        store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch], metadatas)
         done += len(batch)
         if progress:
             progress(done, len(items))
 
 
-def _embed_batch(embedder: Any, texts: list[str]) -> list[list[float]]:
+def _embed_with_sentences(embedder: Any, chunks: list[tuple[str, int]]) -> tuple[list[Any], list[str]]:
+    """Vectors of the chunks and the encoded vectors of their sentences, from one model call (the
+    model batches texts of similar length together, so short sentences do not pad to chunk length)."""
+    texts = [text for text, _ in chunks]
+    embedded: dict[str, Any] = {}
+
+    def embed(sentences: list[str]) -> list[Any]:
+        wanted = list(dict.fromkeys([*texts, *sentences]))
+        embedded.update(zip(wanted, _embed_batch(embedder, wanted)))
+        return [embedded[s] for s in sentences]
+
+    encoded = sentence_store.embed_chunks(chunks, embed)
+    if not embedded:  # chunks without a sentence (none in practice): the chunks alone
+        embedded.update(zip(texts, _embed_batch(embedder, texts)))
+    return [embedded[t] for t in texts], encoded
+
+
+def _add_missing_sentence_vectors(store: Any, embedder: Any, progress: ProgressCallback | None) -> int:
+    """Chunks stored before sentence vectors were (an older index) get them now, without re-embedding
+    the chunks themselves. Returns how many chunks were updated."""
+    lacking = store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT)
+    for i in range(0, len(lacking), EMBED_BATCH):
+        ids = lacking[i : i + EMBED_BATCH]
+        records = store.get(ids)
+        ids = [j for j in ids if j in records]
+        chunks = [(records[j][0], int(records[j][1].get("start", 0))) for j in ids]
+        encoded = sentence_store.embed_chunks(chunks, lambda texts: _embed_batch(embedder, texts))
+        store.update_metadata(ids, [sentence_store.metadata(e) for e in encoded])
+        if progress:
+            progress(min(i + EMBED_BATCH, len(lacking)), len(lacking))
+    return len(lacking)
+
+
+def _embed_batch(embedder: Any, texts: list[str]) -> list[Any]:
     try:
+        if hasattr(embedder, "embed_batch"):  # the ONNX MiniLM: one call, sorted by length across all texts
+            return embedder.embed_batch(texts)
         return embedder.get_text_embedding_batch(texts)
     except RagError:
         raise

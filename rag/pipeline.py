@@ -140,17 +140,21 @@ class Pipeline:
 
     def warm_up(self, sentences: int = 0) -> None:
         """Open the store and load the embedding model now rather than on the first question. With
-        `sentences`, also embed up to that many corpus sentences for the extractive answerer (a server
-        does this once at start so its first answers are as fast as later ones)."""
+        `sentences`, also embed up to that many sentences of chunks stored without their sentence
+        vectors (an index from before ingest stored them), so a server's first answers are as fast as
+        later ones; an index ingested by this version has them all and embeds nothing here."""
+        from rag import sentence_store
+
         retriever = self.retriever
         retriever.embedder.get_query_embedding("warm up")
-        if sentences:
+        lacking = retriever.store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT) if sentences else []
+        if lacking:
             from rag.answer.citations import candidate_sentences
             from rag.answer.extractive import sentence_vectors
             from rag.retrieval import Passage
 
-            _, texts, metas = retriever.store.all_chunks()
-            pool = [s.text for text, meta in zip(texts, metas)
+            records = retriever.store.get(lacking[: sentences])
+            pool = [s.text for text, meta in records.values()
                     for s in candidate_sentences(Passage("", text, meta.get("source", ""), "", 0, len(text), 0.0))]
             sentence_vectors(retriever.embedder, list(dict.fromkeys(pool))[:sentences])
 

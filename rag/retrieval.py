@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from rag import sentence_store
 from rag.filters import Filters
 from rag.text import containment, shingles
 
@@ -36,11 +37,14 @@ class Passage:
     keyword_score: float | None = None
     also_in: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The vectors of its sentences as stored at ingest (rag.sentence_store), for the answerer; never shown.
+    sentence_vectors: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The passage as every surface shows it. The metadata's absolute path (the index's key for the
         file) is left out: `source` names the file, relative to where it was ingested from."""
         data = asdict(self)
+        del data["sentence_vectors"]
         data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k != "path"}
         return data
 
@@ -92,13 +96,21 @@ class HybridRetriever(BaseRetriever):
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                query_vector: Sequence[float] | None = None) -> list[Passage]:
         """The k best passages; pass `query_vector` when the caller has embedded the query already."""
-        return [Passage.from_node(hit) for hit in self._fuse(query, k or self.k, filters or self.filters, query_vector)]
+        vectors: dict[str, str | None] = {}
+        passages = [Passage.from_node(hit)
+                    for hit in self._fuse(query, k or self.k, filters or self.filters, query_vector, vectors)]
+        for p in passages:
+            p.sentence_vectors = vectors.get(p.id)
+        return passages
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self._fuse(query_bundle.query_str, self.k, self.filters)
 
     def _fuse(self, query: str, k: int, filters: Filters | None = None,
-              query_vector: Sequence[float] | None = None) -> list[NodeWithScore]:
+              query_vector: Sequence[float] | None = None,
+              sentence_vectors: dict[str, str | None] | None = None) -> list[NodeWithScore]:
+        """The fused ranking as LlamaIndex nodes; each kept chunk's stored sentence vectors go into
+        `sentence_vectors` (kept out of node metadata, which LlamaIndex apps show and send to LLMs)."""
         # A filter is applied to the candidates, so look further down both rankings for enough of them.
         candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
         vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
@@ -122,8 +134,11 @@ class HybridRetriever(BaseRetriever):
                 continue
             if self._collapse_into(kept, text, meta["source"]):
                 continue
+            shown = {k: v for k, v in meta.items() if k not in sentence_store.FIELDS}
+            if sentence_vectors is not None:
+                sentence_vectors[chunk_id] = meta.get(sentence_store.KEY)
             node = TextNode(id_=chunk_id, text=text, metadata={
-                **meta, "also_in": [], "dense_score": _round(dense_scores.get(chunk_id)),
+                **shown, "also_in": [], "dense_score": _round(dense_scores.get(chunk_id)),
                 "keyword_score": _round(keyword_scores.get(chunk_id))})
             node.start_char_idx, node.end_char_idx = meta["start"], meta["end"]
             kept.append(NodeWithScore(node=node, score=round(fused[chunk_id], 6)))

@@ -78,6 +78,12 @@ class ChunkStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     @_guarded
+    def ids_without(self, key: str, value: str) -> list[str]:
+        """Ids of the chunks whose metadata lacks `key: value` (read as ids only, not whole records)."""
+        having = set(self.collection.get(where={key: value}, include=[])["ids"])
+        return [i for i in self.all_ids() if i not in having]
+
+    @_guarded
     def all_paths(self) -> list[tuple[str, str]]:
         """(chunk id, document path) for every chunk in the collection."""
         got = self.collection.get(include=["metadatas"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def score_candidates(question: str, passages: Sequence[Passage], embedder: Any,
     """The candidate sentences with their probabilities, and P(the passages answer the question)."""
     found = candidates(passages)
     vector = query_vector if query_vector is not None else embedder.get_query_embedding(question)
-    featurise(question, found, vector, lambda texts: sentence_vectors(embedder, texts))
+    featurise(question, found, vector, stored_sentence_vectors(passages, embedder))
     return found, model.score(question, found, passages)
 
 
@@ -139,6 +139,28 @@ def sentence_vectors(embedder: Any, texts: list[str]) -> list[Any]:
         for text, vector in zip(missing, embedder.get_text_embedding_batch(missing)):
             _VECTORS[(model, text)] = np.asarray(vector, dtype=np.float32)
     return [_VECTORS[(model, t)] for t in texts]
+
+
+def stored_sentence_vectors(passages: Sequence[Passage], embedder: Any) -> Callable[[list[str]], list[Any]]:
+    """`vectors_of(texts)` for the passages' sentences: the vectors stored with each chunk at ingest
+    (rag.sentence_store), so answering calls no model; a sentence without one (an index from before
+    they were stored) is embedded, once."""
+    from rag import sentence_store
+
+    table: dict[str, Any] = {}
+    for p in passages:
+        stored = sentence_store.decode(p.sentence_vectors)
+        for (start, end), vector in stored.items():
+            if p.start <= start and end <= p.end:
+                table.setdefault(p.text[start - p.start:end - p.start], vector)
+
+    def vectors_of(texts: list[str]) -> list[Any]:
+        missing = [t for t in dict.fromkeys(texts) if t not in table]
+        if missing:
+            table.update(zip(missing, sentence_vectors(embedder, missing)))
+        return [table[t] for t in texts]
+
+    return vectors_of
 
 
 def _redundant(a: Candidate, b: Candidate) -> bool:
