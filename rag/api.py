@@ -13,7 +13,8 @@ from rag.pipeline import Pipeline
 if TYPE_CHECKING:
     from rag.answer.citations import Answer
     from rag.ingest import IngestReport
-    from rag.retrieval import HybridRetriever, Passage
+    from rag.retrieval import HybridRetriever
+    from rag.search import Passage
 
 
 @lru_cache(maxsize=4)
@@ -58,8 +59,4 @@ def sources(*, settings: Settings | None = None) -> list[dict[str, Any]]:
 def get_retriever(settings: Settings | None = None, k: int | None = None,
                   filters: Filters | Mapping[str, Any] | None = None) -> HybridRetriever:
     """A LlamaIndex `BaseRetriever` over the index: use it in any LlamaIndex app."""
-    retriever = get_pipeline(settings).retriever
-    if k is not None:
-        retriever.k = k
-    retriever.filters = Filters.parse(filters)
-    return retriever
+    return get_pipeline(settings).as_retriever(k, filters)

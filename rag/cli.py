@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--gold", type=Path, default=PROJECT_DIR / "evals" / "gold.jsonl",
                        help="with --answers: the questions to ask (default evals/gold.jsonl)")
     bench.add_argument("--corpus", type=Path, help="with --answers: the corpus they are about (default seeds/)")
+    bench.add_argument("--scale", type=int, nargs="+", metavar="CHUNKS",
+                       help="instead: build indexes of about CHUNKS chunks each from SciFact and measure indexing, "
+                            "retrieval, answers, memory, disk and a cold `rag ask` beside a plain LlamaIndex pipeline")
+    bench.add_argument("--no-plain", action="store_true", help="with --scale: skip the plain LlamaIndex pipeline")
+    bench.add_argument("--queries", type=int, default=200, help="with --scale: SciFact claims asked (default 200)")
+    bench.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="with --scale: write the results here")
 
     sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
 
@@ -342,6 +348,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.answers:
         return run_answer_bench(settings, args.corpus, args.gold)
+    if args.scale:
+        from rag.bench_scale import run_scale_bench
+
+        if min(args.scale) < 10 or args.queries < 1:
+            raise InputRejected("--scale needs chunk counts of at least 10, and --queries at least 1")
+        return run_scale_bench(settings, args.scale, queries=args.queries, plain=not args.no_plain,
+                               json_out=args.json_out)
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,

@@ -1,6 +1,7 @@
 """The embedding model factory: the bundled MiniLM offline by default, OpenAI by configuration.
 
-Models are LlamaIndex `BaseEmbedding`s, so the retriever's embedder is any LlamaIndex app's too.
+OpenAI and the torch runtime are LlamaIndex `BaseEmbedding`s; the default ONNX MiniLM has the same
+methods without importing LlamaIndex (`.as_llama_index()` makes it one for a LlamaIndex app).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Pipeline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.settings.check_data_dir(write=False)
-        self._retriever = None
+        self._searcher = None
         self._checked = 0.0
 
     # ---- ingestion
@@ -45,7 +45,7 @@ class Pipeline:
         from rag.ingest import ingest
 
         report = ingest(paths, self.settings, rebuild=rebuild, progress=progress)
-        self._retriever = None  # the next query sees the new index
+        self._searcher = None  # the next query sees the new index
         return report
 
     def sources(self) -> list[dict[str, Any]]:
@@ -82,38 +82,44 @@ class Pipeline:
 
     # ---- retrieval
     @property
-    def retriever(self):
-        if self._retriever is None:
-            self._retriever, self._checked = self._open_retriever(), time.monotonic()
+    def searcher(self):
+        """The hybrid search over the index currently published (`rag.search.HybridSearch`)."""
+        if self._searcher is None:
+            self._searcher, self._checked = self._open_searcher(), time.monotonic()
         elif time.monotonic() - self._checked > REFRESH_SECONDS:
             self._refresh()
-        return self._retriever
+        return self._searcher
 
     @property
     def is_loaded(self) -> bool:
         """Whether the store is open and the model loaded (after warm_up or a first query)."""
-        return self._retriever is not None
+        return self._searcher is not None
 
     def _refresh(self) -> None:
         """Pick up an index another process published (a shared data dir, or replicas sharing one
         Chroma server): reopen when the store's published digest is not the one we serve."""
         self._checked = time.monotonic()
         try:
-            published, generation = self._retriever.store.publication()
+            published, generation = self._searcher.store.publication()
         except RagError:
             return  # the query itself will report the store's state
-        if published is not None and (published, generation) != (self._retriever.keyword_digest,
-                                                                   self._retriever.generation):
-            self._retriever = self._open_retriever()
+        if published is not None and (published, generation) != (self._searcher.keyword_digest,
+                                                                   self._searcher.generation):
+            self._searcher = self._open_searcher()
 
-    def _keyword_index(self, store, published: str | None):
-        """The local keyword index, rebuilt from the collection when the store has published a chunk set
-        this data dir lacks, but only once the collection holds exactly that set (never from the middle
-        of another process's ingest)."""
+    def as_retriever(self, k: int | None = None, filters: Filters | Mapping[str, Any] | None = None):
+        """The search as a LlamaIndex `BaseRetriever` (imports LlamaIndex; the pipeline itself does not)."""
+        from rag.retrieval import HybridRetriever
+
+        return HybridRetriever(self, _check_k(k), Filters.parse(filters))
+
+    def _keyword_index(self, store, published: str | None, local):
+        """The local keyword index (`local`, as loaded), rebuilt from the collection when the store has
+        published a chunk set this data dir lacks, but only once the collection holds exactly that set
+        (never from the middle of another process's ingest)."""
         from rag.keyword import KeywordIndex, ids_digest
 
         directory = self.settings.data_dir / "keyword"
-        local = KeywordIndex.load(directory)
         if published is None or (local is not None and local.digest == published):
             return local
         if ids_digest(store.all_ids()) != published:
@@ -123,20 +129,28 @@ class Pipeline:
         rebuilt.save(directory)
         return rebuilt
 
-    def _open_retriever(self):
+    def _open_searcher(self):
+        from concurrent.futures import ThreadPoolExecutor
+
         from rag.embeddings import batched, embedding_dimension, get_embedder
-        from rag.retrieval import HybridRetriever
+        from rag.keyword import KeywordIndex
+        from rag.search import HybridSearch
         from vectorstore import open_store
 
         model = self.settings.embed_model
-        store = open_store(self.settings, model, embedding_dimension(model), create=False)
-        manifest = Manifest(self.settings.data_dir).documents.values()
-        duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
-        dates = {d["source"]: d.get("date") for d in manifest}
-        published, generation = store.publication()  # read first: a later publish makes the next refresh reopen
-        keyword = self._keyword_index(store, published)
-        return HybridRetriever(store, keyword, batched(get_embedder(self.settings)), duplicates, k=self.settings.k,
-                               dates=dates, generation=generation)
+        # The model and the keyword index load while Chroma is imported and opened: together they are
+        # most of a cold `rag ask`.
+        with ThreadPoolExecutor(2, thread_name_prefix="load") as loader:
+            embedder = loader.submit(get_embedder, self.settings)
+            local_keyword = loader.submit(KeywordIndex.load, self.settings.data_dir / "keyword")
+            store = open_store(self.settings, model, embedding_dimension(model), create=False)
+            manifest = Manifest(self.settings.data_dir).documents.values()
+            duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
+            dates = {d["source"]: d.get("date") for d in manifest}
+            published, generation = store.publication()  # read first: a later publish makes the next refresh reopen
+            keyword = self._keyword_index(store, published, local_keyword.result())
+            return HybridSearch(store, keyword, batched(embedder.result()), duplicates, k=self.settings.k,
+                                dates=dates, generation=generation)
 
     def warm_up(self, sentences: int = 0) -> None:
         """Open the store and load the embedding model now rather than on the first question. With
@@ -145,13 +159,13 @@ class Pipeline:
         later ones; an index ingested by this version has them all and embeds nothing here."""
         from rag import sentence_store
 
-        retriever = self.retriever
+        retriever = self.searcher
         retriever.embedder.get_query_embedding("warm up")
         lacking = retriever.store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT) if sentences else []
         if lacking:
             from rag.answer.citations import candidate_sentences
             from rag.answer.extractive import sentence_vectors
-            from rag.retrieval import Passage
+            from rag.search import Passage
 
             records = retriever.store.get(lacking[: sentences])
             pool = [s.text for text, meta in records.values()
@@ -164,7 +178,7 @@ class Pipeline:
         from rag.chat import condense
 
         query = condense(clean_question(query, self.settings.max_question_chars), _clean_history(history))
-        return self.retriever.search(query, _check_k(k) or self.settings.k, Filters.parse(filters))
+        return self.searcher.search(query, _check_k(k) or self.settings.k, Filters.parse(filters))
 
     # ---- answering
     def ask(self, question: str, history: Sequence[str] | None = None, *, k: int | None = None,
@@ -186,7 +200,7 @@ class Pipeline:
             query = condense_with_llm(question, history, self.settings)
         else:
             query = condense(question, history)
-        retriever = self.retriever  # one index for the whole request, even if a newer one is published meanwhile
+        retriever = self.searcher  # one index for the whole request, even if a newer one is published meanwhile
         vector = retriever.embedder.get_query_embedding(query)  # once, for retrieval and the answerer
         passages = retriever.search(query, _check_k(k) or self.settings.k, filters, query_vector=vector)
         retrieved = time.perf_counter()

@@ -1,174 +1,46 @@
-"""`HybridRetriever`: dense (Chroma) + BM25, fused by reciprocal rank fusion, near-duplicates collapsed.
+"""`HybridRetriever`: the hybrid search (`rag.search`) as a LlamaIndex `BaseRetriever`.
 
-A LlamaIndex `BaseRetriever`: `retrieve()` returns `NodeWithScore`s and drops into any LlamaIndex
-app; `search()` returns our `Passage` records for the answerers and the CLI.
+`retrieve()` is the contract: it returns `NodeWithScore`s and drops into any LlamaIndex app (query
+engines, fusion, postprocessors). It always searches the pipeline's current index, so a long-lived
+retriever sees what a later `rag ingest` publishes.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from rag import sentence_store
 from rag.filters import Filters
-from rag.text import containment, shingles
+from rag.search import Passage
 
-RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
-CANDIDATES_PER_RETRIEVER = 20
-FILTER_WIDENING = 5
-RECORD_CACHE = 20_000  # chunk texts and metadata kept in memory per index snapshot (a few MB per 1,000)
-COLLAPSE_CONTAINMENT = 0.2  # 3-shingle containment above which two passages of duplicate documents say the same
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
 
-
-@dataclass
-class Passage:
-    id: str
-    text: str
-    source: str
-    title: str
-    start: int
-    end: int
-    score: float
-    dense_score: float | None = None
-    keyword_score: float | None = None
-    also_in: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    # The vectors of its sentences as stored at ingest (rag.sentence_store), for the answerer; never shown.
-    sentence_vectors: str | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The passage as every surface shows it. The metadata's absolute path (the index's key for the
-        file) is left out: `source` names the file, relative to where it was ingested from."""
-        data = asdict(self)
-        del data["sentence_vectors"]
-        data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k != "path"}
-        return data
-
-    @classmethod
-    def from_node(cls, hit: NodeWithScore) -> "Passage":
-        meta = dict(hit.node.metadata)
-        return cls(id=hit.node.node_id, text=hit.node.get_content(), source=meta.pop("source", ""),
-                   title=meta.pop("title", ""), start=int(meta.pop("start", 0)), end=int(meta.pop("end", 0)),
-                   score=float(hit.score or 0.0), dense_score=meta.pop("dense_score", None),
-                   keyword_score=meta.pop("keyword_score", None), also_in=list(meta.pop("also_in", [])),
-                   metadata=meta)
+__all__ = ["HybridRetriever", "Passage", "to_node"]
 
 
 class HybridRetriever(BaseRetriever):
-    """Reciprocal rank fusion of a dense and a keyword ranking, written here rather than with
-    LlamaIndex's QueryFusionRetriever because that one resolves a default LLM when constructed
-    (failing offline without OpenAI settings) and has no notion of duplicate documents."""
-
-    def __init__(self, store: Any, keyword_index: Any, embedder: Any, duplicates: dict[str, list[str]],
-                 k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER, dates: dict[str, str | None] | None = None,
-                 filters: Filters | None = None, generation: str | None = None) -> None:
+    def __init__(self, pipeline: "Pipeline", k: int | None = None, filters: Filters | None = None) -> None:
         super().__init__()
-        self.generation = generation  # which publication of the index this snapshot serves
-        # Chunk ids hash their source and text, and a snapshot is replaced whenever an ingest publishes, so
-        # a record fetched once stays right for this snapshot's life: no store round trip per query for it.
-        self._records: dict[str, tuple[str, dict]] = {}
-        self._records_lock = threading.Lock()
-        self._dates = dates or {}  # source -> the date the article states, for date filters
-        self.filters = filters  # applied by retrieve() too, so LlamaIndex apps get them
-        self._store = store
-        self._keyword = keyword_index
-        self._embedder = embedder
-        self._duplicates = duplicates  # source -> sources of its near-duplicate documents
-        self.k = k
-        self._candidates = max(candidates, k)
+        self._pipeline = pipeline
+        self.k = k or pipeline.settings.k
+        self.filters = filters
 
-    @property
-    def embedder(self) -> Any:
-        return self._embedder
-
-    @property
-    def store(self) -> Any:
-        return self._store
-
-    @property
-    def keyword_digest(self) -> str | None:
-        return self._keyword.digest if self._keyword else None
-
-    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
-               query_vector: Sequence[float] | None = None) -> list[Passage]:
-        """The k best passages; pass `query_vector` when the caller has embedded the query already."""
-        vectors: dict[str, str | None] = {}
-        passages = [Passage.from_node(hit)
-                    for hit in self._fuse(query, k or self.k, filters or self.filters, query_vector, vectors)]
-        for p in passages:
-            p.sentence_vectors = vectors.get(p.id)
-        return passages
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
+        """Our `Passage` records rather than nodes (what `rag.retrieve` returns)."""
+        return self._pipeline.searcher.search(query, k or self.k, filters or self.filters)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._fuse(query_bundle.query_str, self.k, self.filters)
-
-    def _fuse(self, query: str, k: int, filters: Filters | None = None,
-              query_vector: Sequence[float] | None = None,
-              sentence_vectors: dict[str, str | None] | None = None) -> list[NodeWithScore]:
-        """The fused ranking as LlamaIndex nodes; each kept chunk's stored sentence vectors go into
-        `sentence_vectors` (kept out of node metadata, which LlamaIndex apps show and send to LLMs)."""
-        # A filter is applied to the candidates, so look further down both rankings for enough of them.
-        candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
-        vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
-        dense = self._store.query(vector, candidates)
-        keyword = self._keyword.search(query, candidates) if self._keyword else []
-        if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
-            dense = [(i, score) for i, score in dense if i in self._keyword.id_set]
-        fused: dict[str, float] = {}
-        for ranking in (dense, keyword):
-            for rank, (chunk_id, _) in enumerate(ranking, start=1):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-        order = sorted(fused, key=lambda i: (-fused[i], i))
-        records = self._records_for(order)
-        dense_scores, keyword_scores = dict(dense), dict(keyword)
-        kept: list[NodeWithScore] = []
-        for chunk_id in order:
-            if chunk_id not in records:
-                continue  # deleted between the two look-ups
-            text, meta = records[chunk_id]
-            if filters and not filters.allows(meta["source"], self._dates.get(meta["source"])):
-                continue
-            if self._collapse_into(kept, text, meta["source"]):
-                continue
-            shown = {k: v for k, v in meta.items() if k not in sentence_store.FIELDS}
-            if sentence_vectors is not None:
-                sentence_vectors[chunk_id] = meta.get(sentence_store.KEY)
-            node = TextNode(id_=chunk_id, text=text, metadata={
-                **shown, "also_in": [], "dense_score": _round(dense_scores.get(chunk_id)),
-                "keyword_score": _round(keyword_scores.get(chunk_id))})
-            node.start_char_idx, node.end_char_idx = meta["start"], meta["end"]
-            kept.append(NodeWithScore(node=node, score=round(fused[chunk_id], 6)))
-            if len(kept) == k:
-                break
-        return kept
-
-    def _records_for(self, ids: list[str]) -> dict[str, tuple[str, dict]]:
-        missing = [i for i in ids if i not in self._records]
-        fetched = self._store.get(missing) if missing else {}
-        with self._records_lock:
-            self._records.update(fetched)
-            while len(self._records) > RECORD_CACHE:
-                del self._records[next(iter(self._records))]  # oldest first
-            return {i: self._records[i] for i in ids if i in self._records}
-
-    def _collapse_into(self, kept: list[NodeWithScore], text: str, source: str) -> bool:
-        """Fold a passage into a better-ranked one from a near-duplicate document saying the same."""
-        peers = self._duplicates.get(source)
-        if not peers:
-            return False
-        mine = shingles(text)
-        for hit in kept:
-            meta = hit.node.metadata
-            if meta["source"] in peers and containment(mine, shingles(hit.node.get_content())) >= COLLAPSE_CONTAINMENT:
-                if source not in meta["also_in"]:
-                    meta["also_in"].append(source)
-                return True
-        return False
+        return [to_node(p) for p in self.search(query_bundle.query_str)]
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
+def to_node(passage: Passage) -> NodeWithScore:
+    """A passage as LlamaIndex sees it: its metadata with source, title, offsets and both scores."""
+    node = TextNode(id_=passage.id, text=passage.text, metadata={
+        **passage.metadata, "source": passage.source, "title": passage.title, "start": passage.start,
+        "end": passage.end, "also_in": list(passage.also_in), "dense_score": passage.dense_score,
+        "keyword_score": passage.keyword_score})
+    node.start_char_idx, node.end_char_idx = passage.start, passage.end
+    return NodeWithScore(node=node, score=passage.score)

@@ -153,7 +153,7 @@ def _health(pipeline: Pipeline) -> dict[str, Any]:
     store: dict[str, Any] = {"kind": "chroma-server" if settings.chroma_host else "embedded",
                              "documents": pipeline.status()["documents"]}
     try:
-        store["chunks"] = pipeline.retriever.store.count()
+        store["chunks"] = pipeline.searcher.store.count()
         store["ok"] = True
     except RagError as exc:
         store.update(ok=False, error=str(exc))

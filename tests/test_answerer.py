@@ -12,7 +12,7 @@ from rag.answer.citations import candidate_sentences, is_list_fragment, whole_qu
 from rag.answer.scoring import (QUESTION_FEATURES, SENTENCE_FEATURES, WEIGHTS_FILE, AnswererModel, grounded,
                                 missing_entities, question_entities)
 from rag.chat import condense, is_follow_up
-from rag.retrieval import Passage
+from rag.search import Passage
 from rag.text import normalise, sentence_spans
 
 

@@ -78,8 +78,8 @@ def test_replicas_sharing_a_server_see_only_published_chunk_sets(settings, corpu
     hit = reader.retrieve("bipartisan bill 500% tariff", k=1)[0]
     assert "500%" in hit.text and hit.keyword_score is not None
     # Chunks written but not yet published (an ingest under way) are invisible to readers...
-    store = writer.retriever.store
-    vector = writer.retriever.embedder.get_text_embedding("Zanzibar ferry timetable announced")
+    store = writer.searcher.store
+    vector = writer.searcher.embedder.get_text_embedding("Zanzibar ferry timetable announced")
     store.upsert(["f" * 32], [vector], ["Zanzibar ferry timetable announced"],
                  [{"source": "x.txt", "path": "/x.txt", "title": "x", "start": 0, "end": 1}])
     assert all(p.id != "f" * 32 for p in reader.retrieve("Zanzibar ferry timetable", k=5))

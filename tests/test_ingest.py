@@ -99,7 +99,7 @@ def test_another_embedding_model_is_refused_with_both_names(settings, corpus):
 def test_collection_records_model_dimension_and_chunker(settings, corpus):
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])
-    contract = pipeline.retriever._store.contract
+    contract = pipeline.searcher._store.contract
     assert contract["embed_model"] == "local:all-MiniLM-L6-v2"
     assert contract["embed_dim"] == 384
     assert contract["chunker"] == settings.chunker_id
@@ -140,7 +140,7 @@ def test_openai_embeddings_by_configuration(settings, corpus, llm_server):
     pipeline = Pipeline(remote)
     report = pipeline.ingest([corpus])
     assert report.embedded_chunks == report.chunks > 0
-    assert pipeline.retriever._store.contract["embed_dim"] == 1536
+    assert pipeline.searcher._store.contract["embed_dim"] == 1536
     assert "Tomahawk" in pipeline.retrieve("Tomahawk missiles", k=1)[0].text
     with pytest.raises(StoreMismatch, match="'openai:text-embedding-3-small' but the current setting is "
                                             "'local:all-MiniLM-L6-v2'"):

@@ -32,7 +32,7 @@ def test_finds_the_right_article(seeded, question, seed):
 
 
 def test_is_a_llamaindex_retriever(seeded):
-    retriever = seeded.retriever
+    retriever = seeded.as_retriever()
     assert isinstance(retriever, BaseRetriever)
     hits = retriever.retrieve("Rosneft and Lukoil sanctions")
     assert hits and all(isinstance(h, NodeWithScore) for h in hits)
@@ -67,3 +67,18 @@ def test_keyword_index_is_persisted_not_rebuilt_per_query(seeded, monkeypatch):
 def test_k_is_configurable(seeded):
     assert len(seeded.retrieve("sanctions", k=2)) == 2
     assert len(seeded.retrieve("sanctions", k=7)) == 7
+
+
+def test_answering_imports_neither_llamaindex_nor_torch(seeded):
+    """A cold `rag ask` must not pay for LlamaIndex (~1 s) or torch: the search and the answerer are plain
+    Python over Chroma, bm25s and ONNX Runtime; LlamaIndex loads only for `as_retriever()`."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from rag import Pipeline, Settings; "
+              f"p = Pipeline(Settings(data_dir={str(seeded.settings.data_dir)!r})); "
+              "a = p.ask('Why was the Budapest summit cancelled?'); assert a.citations, a.answer; "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'llama_index', 'torch', 'transformers'}))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

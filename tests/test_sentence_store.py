@@ -69,7 +69,7 @@ def test_vectors_stay_out_of_passages_and_nodes(seeded):
     passage = seeded.retrieve("Budapest summit", k=1)[0]
     assert passage.sentence_vectors and sentence_store.decode(passage.sentence_vectors)
     assert not set(sentence_store.FIELDS) & set(passage.to_dict()["metadata"]) and "sentence_vectors" not in passage.to_dict()
-    node = seeded.retriever.retrieve(QueryBundle("Budapest summit"))[0].node
+    node = seeded.as_retriever().retrieve(QueryBundle("Budapest summit"))[0].node
     assert not set(sentence_store.FIELDS) & set(node.metadata)
 
 
@@ -78,7 +78,7 @@ def test_an_older_index_gets_them_on_the_next_ingest(settings, corpus, text_embe
 
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])
-    store = pipeline.retriever.store
+    store = pipeline.searcher.store
     ids = store.all_ids()
     before = pipeline.ask("How long did the Trump-Putin phone call last?").answer
     store.update_metadata(ids, [{field: None for field in sentence_store.FIELDS}] * len(ids))  # as before issue 13

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag.retrieval import Passage
+from rag.search import Passage
 from rag.text import Span, content_terms, sentence_spans
 
 ABSTENTION = "The articles don't say."

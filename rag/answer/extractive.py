@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.answer.citations import ABSTENTION, Citation, citation_for, leans_on_previous
 from rag.answer.scoring import AnswererModel, Candidate, candidates, default_model, featurise, missing_entities
-from rag.retrieval import Passage
+from rag.search import Passage
 from rag.text import containment, shingles
 
 MAX_SENTENCES = 3

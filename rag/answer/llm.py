@@ -24,7 +24,7 @@ from rag.answer.citations import (
 from rag.config import Settings
 from rag.errors import LLMAuthError, LLMUnavailable
 from rag.injection import repeats_planted
-from rag.retrieval import Passage
+from rag.search import Passage
 
 _PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 

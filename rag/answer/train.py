@@ -79,7 +79,7 @@ def collect(gold_path: Path, corpus: Path, settings: Settings, dataset: str, fit
     items = load_gold(gold_path, corpus_files={_relative(f, corpus) for f in files})
     pipeline = Pipeline(eval_settings(settings, corpus, files))
     pipeline.ingest([corpus])
-    retriever = pipeline.retriever
+    retriever = pipeline.searcher
     questions = []
     for n, item in enumerate(items, start=1):
         query = condense(item.question, item.history)

@@ -24,7 +24,7 @@ from pathlib import Path
 from rag import Pipeline, Settings
 from rag.keyword import KeywordIndex, ids_digest
 p = Pipeline(Settings(data_dir=Path(sys.argv[1])))
-store = p.retriever.store
+store = p.searcher.store
 ids = store.all_ids()
 keyword = KeywordIndex.load(p.settings.data_dir / "keyword")
 hits = p.retrieve("Why was the Budapest summit cancelled?", k=5)

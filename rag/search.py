@@ -1,0 +1,145 @@
+"""`HybridSearch`: dense (Chroma) + BM25, fused by reciprocal rank fusion, near-duplicates collapsed.
+
+Plain Python over Chroma and bm25s, returning `Passage` records for the answerers and every surface.
+LlamaIndex apps get the same search as a `BaseRetriever` from `rag.retrieval.HybridRetriever`; it lives
+apart so that answering a question never imports LlamaIndex (~1 s of a cold `rag ask`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from rag import sentence_store
+from rag.filters import Filters
+from rag.text import containment, shingles
+
+RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
+CANDIDATES_PER_RETRIEVER = 20
+FILTER_WIDENING = 5
+RECORD_CACHE = 20_000  # chunk texts and metadata kept in memory per index snapshot (a few MB per 1,000)
+COLLAPSE_CONTAINMENT = 0.2  # 3-shingle containment above which two passages of duplicate documents say the same
+
+
+@dataclass
+class Passage:
+    id: str
+    text: str
+    source: str
+    title: str
+    start: int
+    end: int
+    score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    also_in: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # The vectors of its sentences as stored at ingest (rag.sentence_store), for the answerer; never shown.
+    sentence_vectors: str | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The passage as every surface shows it. The metadata's absolute path (the index's key for the
+        file) is left out: `source` names the file, relative to where it was ingested from."""
+        data = asdict(self)
+        del data["sentence_vectors"]
+        data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k != "path"}
+        return data
+
+
+class HybridSearch:
+    """Reciprocal rank fusion of a dense and a keyword ranking, written here rather than with
+    LlamaIndex's QueryFusionRetriever because that one resolves a default LLM when constructed
+    (failing offline without OpenAI settings) and has no notion of duplicate documents."""
+
+    def __init__(self, store: Any, keyword_index: Any, embedder: Any, duplicates: dict[str, list[str]],
+                 k: int = 5, candidates: int = CANDIDATES_PER_RETRIEVER, dates: dict[str, str | None] | None = None,
+                 generation: str | None = None) -> None:
+        self.generation = generation  # which publication of the index this snapshot serves
+        # Chunk ids hash their source and text, and a snapshot is replaced whenever an ingest publishes, so
+        # a record fetched once stays right for this snapshot's life: no store round trip per query for it.
+        self._records: dict[str, tuple[str, dict]] = {}
+        self._records_lock = threading.Lock()
+        self._dates = dates or {}  # source -> the date the article states, for date filters
+        self._store = store
+        self._keyword = keyword_index
+        self._embedder = embedder
+        self._duplicates = duplicates  # source -> sources of its near-duplicate documents
+        self.k = k
+        self._candidates = max(candidates, k)
+
+    @property
+    def embedder(self) -> Any:
+        return self._embedder
+
+    @property
+    def store(self) -> Any:
+        return self._store
+
+    @property
+    def keyword_digest(self) -> str | None:
+        return self._keyword.digest if self._keyword else None
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
+               query_vector: Sequence[float] | None = None) -> list[Passage]:
+        """The k best passages; pass `query_vector` when the caller has embedded the query already."""
+        k = k or self.k
+        # A filter is applied to the candidates, so look further down both rankings for enough of them.
+        candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
+        vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
+        dense = self._store.query(vector, candidates)
+        keyword = self._keyword.search(query, candidates) if self._keyword else []
+        if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
+            dense = [(i, score) for i, score in dense if i in self._keyword.id_set]
+        fused: dict[str, float] = {}
+        for ranking in (dense, keyword):
+            for rank, (chunk_id, _) in enumerate(ranking, start=1):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        order = sorted(fused, key=lambda i: (-fused[i], i))
+        records = self._records_for(order)
+        dense_scores, keyword_scores = dict(dense), dict(keyword)
+        kept: list[Passage] = []
+        for chunk_id in order:
+            if chunk_id not in records:
+                continue  # deleted between the two look-ups
+            text, meta = records[chunk_id]
+            if filters and not filters.allows(meta["source"], self._dates.get(meta["source"])):
+                continue
+            if self._collapse_into(kept, text, meta["source"]):
+                continue
+            shown = {k: v for k, v in meta.items()
+                     if k not in (*sentence_store.FIELDS, "source", "title", "start", "end")}
+            kept.append(Passage(id=chunk_id, text=text, source=meta["source"], title=meta.get("title", ""),
+                                start=int(meta["start"]), end=int(meta["end"]), score=round(fused[chunk_id], 6),
+                                dense_score=_round(dense_scores.get(chunk_id)),
+                                keyword_score=_round(keyword_scores.get(chunk_id)), metadata=shown,
+                                sentence_vectors=meta.get(sentence_store.KEY)))
+            if len(kept) == k:
+                break
+        return kept
+
+    def _records_for(self, ids: list[str]) -> dict[str, tuple[str, dict]]:
+        missing = [i for i in ids if i not in self._records]
+        fetched = self._store.get(missing) if missing else {}
+        with self._records_lock:
+            self._records.update(fetched)
+            while len(self._records) > RECORD_CACHE:
+                del self._records[next(iter(self._records))]  # oldest first
+            return {i: self._records[i] for i in ids if i in self._records}
+
+    def _collapse_into(self, kept: list[Passage], text: str, source: str) -> bool:
+        """Fold a passage into a better-ranked one from a near-duplicate document saying the same."""
+        peers = self._duplicates.get(source)
+        if not peers:
+            return False
+        mine = shingles(text)
+        for passage in kept:
+            if passage.source in peers and containment(mine, shingles(passage.text)) >= COLLAPSE_CONTAINMENT:
+                if source not in passage.also_in:
+                    passage.also_in.append(source)
+                return True
+        return False
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
