@@ -221,7 +221,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 class _progress_bar:
     """A tqdm bar on stderr, fed by ingest's (done, total) callback."""
 
-    def __init__(self, disable: bool | None, unit: str = "chunk", desc: str = "embedding"):
+    def __init__(self, disable: bool | None, unit: str = "document", desc: str = "indexing"):
         self.disable, self.unit, self.desc = disable, unit, desc  # disable=None: only on a terminal
         self.bar: Any = None
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rag import injection, sentence_store
 from rag.config import Settings
@@ -25,7 +25,7 @@ from rag.keyword import KeywordIndex, ids_digest
 from rag.manifest import Manifest
 from rag.text import is_valid_text
 
-ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
+ProgressCallback = Callable[[int, int], None]  # (documents indexed so far, documents to index)
 EMBED_BATCH = 64
 
 
@@ -178,13 +178,11 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
-    plan = _plan(docs, manifest, store, settings, report, stale, reembed=rebuild)
     _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
-    to_embed = [(doc, chunk) for doc, fresh in plan for chunk in fresh]
-    if to_embed:
-        _embed_and_store(to_embed, store, get_embedder(settings), settings, progress)
-    report.embedded_chunks = len(to_embed)
-    report.sentence_vectors_added = _add_missing_sentence_vectors(store, get_embedder(settings), progress)
+    plan = _plan(docs, manifest, store, settings, report, stale, reembed=rebuild)
+    report.embedded_chunks = _embed_and_store(plan, len(docs), store, lambda: get_embedder(settings), settings,
+                                              progress)
+    report.sentence_vectors_added = _add_missing_sentence_vectors(store, lambda: get_embedder(settings))
 
     signatures = {key: entry["signature"] for key, entry in manifest.documents.items()}
     groups = near_duplicate_groups(signatures, settings.dup_threshold) if signatures else {}
@@ -222,9 +220,9 @@ def _rebuilds_in_place(settings: Settings) -> bool:
 
 
 def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
-          report: IngestReport, stale: set[str], reembed: bool = False) -> list[tuple[Document, list[Chunk]]]:
-    """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, return the new ones."""
-    plan = []
+          report: IngestReport, stale: set[str], reembed: bool = False) -> Iterator[tuple[Document, list[Chunk]]]:
+    """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, yield the
+    new ones (lazily: documents are chunked while the model embeds the ones before)."""
     for doc in docs:
         key = str(Path(doc.source).resolve())
         doc.source = display_path(Path(doc.source))
@@ -249,8 +247,7 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
             "dropped_lines": len(doc.dropped_lines),
         }
         _save_text(settings.data_dir, doc)
-        plan.append((doc, fresh))
-    return plan
+        yield doc, fresh
 
 
 def _describe(doc: Document) -> dict[str, Any]:
@@ -321,21 +318,55 @@ def _instructions(content_hash: str, text: str, classifier: injection.Classifier
     return injection.scan(text, classifier=classifier)
 
 
-def _embed_and_store(items: list[tuple[Document, Chunk]], store: Any, embedder: Any, settings: Settings,
-                     progress: ProgressCallback | None) -> None:
-    # One batch is embedded and written before the next starts: a failure mid-run leaves whole
-    # batches behind, and the next run embeds only the chunks still missing. Each chunk is written with
-    # its sentences' vectors (rag.sentence_store), embedded in the same model call as the chunks.
-    done = 0
-    for i in range(0, len(items), EMBED_BATCH):
-        batch = items[i : i + EMBED_BATCH]
-        vectors, sentences = _embed_with_sentences(embedder, [(c.text, c.start) for _, c in batch])
+def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: int, store: Any,
+                     embedder_of: Callable[[], Any], settings: Settings, progress: ProgressCallback | None) -> int:
+    """Embed and store the planned chunks, with their sentences' vectors (rag.sentence_store); returns how
+    many chunks were embedded.
+
+    The model runs in a worker thread on one batch while this thread chunks the next documents and writes
+    the batch before to Chroma (ONNX Runtime and Chroma release the GIL), so indexing runs at the model's
+    speed. A batch is written whole, after its vectors: a failure mid-run leaves whole batches behind, and
+    the next run embeds only the chunks still missing."""
+    from bisect import bisect_right
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending: list[tuple[Document, Chunk]] = []
+    ends: list[int] = []  # per planned document, how many chunks were planned up to its end
+    planned = written = 0
+    in_flight: tuple[list[tuple[Document, Chunk]], Future] | None = None
+
+    def write(batch: list[tuple[Document, Chunk]], future: Future) -> None:
+        nonlocal written
+        vectors, sentences = future.result()
         metadatas = [{**_chunk_metadata(d, str(Path(d.source).resolve()), c, settings), **sentence_store.metadata(s)}
                      for (d, c), s in zip(batch, sentences)]
         store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch], metadatas)
-        done += len(batch)
-        if progress:
-            progress(done, len(items))
+        written += len(batch)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="embed") as model:
+        def submit(batch: list[tuple[Document, Chunk]]) -> None:
+            nonlocal in_flight
+            future = model.submit(_embed_with_sentences, embedder_of(), [(c.text, c.start) for _, c in batch])
+            if in_flight:
+                write(*in_flight)
+            in_flight = (batch, future)
+
+        for doc, fresh in plan:
+            pending.extend((doc, chunk) for chunk in fresh)
+            planned += len(fresh)
+            ends.append(planned)
+            while len(pending) >= EMBED_BATCH:
+                batch, pending = pending[:EMBED_BATCH], pending[EMBED_BATCH:]
+                submit(batch)
+            if progress:
+                progress(bisect_right(ends, written), documents)
+        if pending:
+            submit(pending)
+        if in_flight:
+            write(*in_flight)
+    if progress:
+        progress(documents, documents)
+    return planned
 
 
 def _embed_with_sentences(embedder: Any, chunks: list[tuple[str, int]]) -> tuple[list[Any], list[str]]:
@@ -355,7 +386,7 @@ def _embed_with_sentences(embedder: Any, chunks: list[tuple[str, int]]) -> tuple
     return [embedded[t] for t in texts], encoded
 
 
-def _add_missing_sentence_vectors(store: Any, embedder: Any, progress: ProgressCallback | None) -> int:
+def _add_missing_sentence_vectors(store: Any, embedder_of: Callable[[], Any]) -> int:
     """Chunks stored before sentence vectors were (an older index) get them now, without re-embedding
     the chunks themselves. Returns how many chunks were updated."""
     lacking = store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT)
@@ -364,10 +395,8 @@ def _add_missing_sentence_vectors(store: Any, embedder: Any, progress: ProgressC
         records = store.get(ids)
         ids = [j for j in ids if j in records]
         chunks = [(records[j][0], int(records[j][1].get("start", 0))) for j in ids]
-        encoded = sentence_store.embed_chunks(chunks, lambda texts: _embed_batch(embedder, texts))
+        encoded = sentence_store.embed_chunks(chunks, lambda texts: _embed_batch(embedder_of(), texts))
         store.update_metadata(ids, [sentence_store.metadata(e) for e in encoded])
-        if progress:
-            progress(min(i + EMBED_BATCH, len(lacking)), len(lacking))
     return len(lacking)
 
 
