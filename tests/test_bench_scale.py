@@ -1,0 +1,53 @@
+"""`rag bench --scale`: the corpus it builds and one small end-to-end run (figures are not asserted:
+they are a benchmark's output, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rag.bench_scale import build_corpus, run_scale_bench
+from rag.errors import ConfigError
+
+from conftest import SEEDS
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A benchmark-shaped folder: two articles and two queries."""
+    root = tmp_path / "source"
+    (root / "corpus").mkdir(parents=True)
+    for name in ("002_f2e8e39dc4325990.txt", "004_936fb12f57722203.txt"):
+        shutil.copy(SEEDS / name, root / "corpus" / name)
+    rows = [{"id": "a", "question": "Why was the Budapest summit cancelled?", "sources": []},
+            {"id": "b", "question": "Which oil companies were sanctioned?", "sources": []}]
+    (root / "gold.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+def test_past_the_originals_it_generates_articles_of_their_sentences(source, settings, tmp_path):
+    written = build_corpus(source / "corpus", 60, tmp_path / "built", settings)
+    files = sorted((tmp_path / "built").glob("*.txt"))
+    assert written == len(files) > 2
+    generated = files[2].read_text()
+    assert generated.startswith("Generated article 2:")
+    originals = " ".join(p.read_text() for p in (source / "corpus").glob("*.txt"))
+    opening = " ".join(generated.split("\n\n", 1)[1].split()[:8])  # a run of sentences of one original
+    assert opening in " ".join(originals.split())
+
+
+def test_a_small_run_prints_the_table_and_writes_json(source, settings, tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    assert run_scale_bench(settings, [10], source=source, queries=2, plain=False, json_out=out) == 0
+    printed = capsys.readouterr().out
+    assert "pipeline speed / raw model" in printed and "cold `rag ask`" in printed
+    [result] = json.loads(out.read_text())
+    assert result["ours"]["chunks"] >= 10 and result["ours"]["raw_model"]["sentences"] > 0
+    assert result["ours"]["cold_ask"]["seconds"] > 0 and "plain" not in result
+
+
+def test_without_its_source_it_says_what_is_missing(settings, tmp_path):
+    with pytest.raises(ConfigError, match="builds its corpus from"):
+        run_scale_bench(settings, [10], source=tmp_path / "nowhere")
