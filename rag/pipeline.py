@@ -49,21 +49,21 @@ class Pipeline:
         return report
 
     def sources(self) -> list[dict[str, Any]]:
-        docs = Manifest(self.settings.data_dir).documents.values()
+        docs = Manifest.read(self.settings.data_dir).documents.values()
         return [{"source": d["source"], "title": d["title"], "chunks": d["chunks"], "publisher": d.get("publisher"),
                  "author": d.get("author"), "date": d.get("date"), "duplicates": d.get("duplicates", [])}
                 for d in sorted(docs, key=lambda d: d["source"])]
 
     def document_text(self, source: str) -> str:
         """The cleaned text of an indexed document: what every citation's start/end index into."""
-        for doc in Manifest(self.settings.data_dir).documents.values():
+        for doc in Manifest.read(self.settings.data_dir).documents.values():
             if doc["source"] == source:
                 return self._cleaned_text(doc)
         raise InputRejected(f"{source!r} is not an indexed document")
 
     def status(self) -> dict[str, Any]:
         """What the index holds: documents, chunks, near-duplicate groups, when it was last written."""
-        manifest = Manifest(self.settings.data_dir)
+        manifest = Manifest.read(self.settings.data_dir)
         docs = manifest.documents.values()
         groups = {frozenset([d["source"], *d.get("duplicates", [])]) for d in docs if d.get("duplicates")}
         return {"documents": len(manifest.documents), "chunks": sum(d["chunks"] for d in docs),
@@ -78,7 +78,7 @@ class Pipeline:
         return path, self.ingest([path])
 
     def is_empty(self) -> bool:
-        return not Manifest(self.settings.data_dir).documents
+        return not Manifest.read(self.settings.data_dir).documents
 
     # ---- retrieval
     @property
@@ -144,7 +144,7 @@ class Pipeline:
             embedder = loader.submit(get_embedder, self.settings)
             local_keyword = loader.submit(KeywordIndex.load, self.settings.data_dir / "keyword")
             store = open_store(self.settings, model, embedding_dimension(model), create=False)
-            manifest = Manifest(self.settings.data_dir).documents.values()
+            manifest = Manifest.read(self.settings.data_dir).documents.values()
             duplicates = {d["source"]: d.get("duplicates", []) for d in manifest}
             dates = {d["source"]: d.get("date") for d in manifest}
             published, generation = store.publication()  # read first: a later publish makes the next refresh reopen
@@ -228,7 +228,7 @@ class Pipeline:
         from rag.answer.extractive import sentence_vectors
         from rag.answer.overview import respond
 
-        records = Manifest(self.settings.data_dir).documents.values()
+        records = Manifest.read(self.settings.data_dir).documents.values()
         documents = lambda: self._documents(records, filters)  # noqa: E731 - texts read only when needed
         text, citations = respond(request, documents, answer.passages,
                                   lambda texts: sentence_vectors(retriever.embedder, texts), topic_vector,

@@ -145,3 +145,16 @@ def test_openai_embeddings_by_configuration(settings, corpus, llm_server):
     with pytest.raises(StoreMismatch, match="'openai:text-embedding-3-small' but the current setting is "
                                             "'local:all-MiniLM-L6-v2'"):
         Pipeline(settings).retrieve("Tomahawk")
+
+
+def test_readers_parse_the_manifest_once_per_version(tmp_path):
+    from rag.manifest import Manifest
+
+    written = Manifest(tmp_path)
+    written.documents["/a.txt"] = {"source": "a.txt", "content_hash": "1"}
+    written.save()
+    first = Manifest.read(tmp_path)
+    assert Manifest.read(tmp_path) is first and set(first.documents) == {"/a.txt"}
+    written.documents["/b.txt"] = {"source": "b.txt", "content_hash": "2"}
+    written.save()  # a new file (replaced atomically): readers see it at once
+    assert set(Manifest.read(tmp_path).documents) == {"/a.txt", "/b.txt"}
