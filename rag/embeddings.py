@@ -67,12 +67,11 @@ def _onnx(model_dir: Path, settings: Settings) -> "BaseEmbedding":
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     path = exported_model(model_dir, settings.models_dir)
     try:
-        return OnnxSentenceEmbedding(model_dir, path, threads=threads, embed_batch_size=32)
+        return OnnxSentenceEmbedding(model_dir, path, threads=threads)
     except Exception as exc:  # a damaged cached export (it is derived data): make it again, once
         log.warning("the cached ONNX model %s failed to load (%s); exporting it again", path, exc)
         path.unlink(missing_ok=True)
-        return OnnxSentenceEmbedding(model_dir, exported_model(model_dir, settings.models_dir), threads=threads,
-                                     embed_batch_size=32)
+        return OnnxSentenceEmbedding(model_dir, exported_model(model_dir, settings.models_dir), threads=threads)
 
 
 def _torch(model_dir: Path) -> "BaseEmbedding":

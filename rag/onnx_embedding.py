@@ -37,19 +37,17 @@ class OnnxSentenceEmbedding:
     LlamaIndex `BaseEmbedding` but not its class: importing LlamaIndex costs a cold `rag ask` ~1 s.
     `as_llama_index()` gives a real `BaseEmbedding` for LlamaIndex apps."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path, threads: int = 0, embed_batch_size: int = 32) -> None:
+    def __init__(self, model_dir: Path, onnx_path: Path, threads: int = 0) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
         self.model_dir, self.onnx_path = str(model_dir), str(onnx_path)
         self.model_name = Path(model_dir).name
         self.max_length = _max_length(model_dir)
-        self.embed_batch_size = embed_batch_size
         self._session = _session(Path(onnx_path), threads)
         self._tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self._tokenizer.enable_truncation(self.max_length)
         self._tokenizer.no_padding()  # (tokenizer.json pads to a fixed 128) padding is done per batch, in `_run`
-        self.dimension: int | None = None  # known after the first batch
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
         """Vectors for many texts. Texts are tokenized once, sorted by length and run in batches of about
@@ -62,19 +60,16 @@ class OnnxSentenceEmbedding:
             return []
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        vectors = np.zeros((len(texts), self.dimension or 0), dtype=np.float32) if self.dimension else None
+        vectors: list[Any] = [None] * len(texts)
         batch: list[int] = []
         for i in [*order, None]:
             if batch and (i is None or (len(batch) + 1) * len(encodings[i].ids) > TOKEN_BUDGET):
-                pooled = self._run([encodings[j] for j in batch])
-                if vectors is None:
-                    vectors = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-                    self.dimension = pooled.shape[1]
-                vectors[batch] = pooled
+                for j, vector in zip(batch, self._run([encodings[j] for j in batch])):
+                    vectors[j] = vector
                 batch = []
             if i is not None:
                 batch.append(i)
-        return vectors.tolist()
+        return np.asarray(vectors, dtype=np.float32).tolist()
 
     def _run(self, encodings: list[Any]) -> Any:
         import numpy as np
@@ -110,7 +105,7 @@ class OnnxSentenceEmbedding:
             _encoder: Any = PrivateAttr()
 
             def __init__(self, encoder: OnnxSentenceEmbedding) -> None:
-                super().__init__(model_name=encoder.model_name, embed_batch_size=encoder.embed_batch_size)
+                super().__init__(model_name=encoder.model_name)
                 self._encoder = encoder
 
             def _get_query_embedding(self, query: str) -> list[float]:
