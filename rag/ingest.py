@@ -421,10 +421,11 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
     except StoreDamaged:
         current = None  # derived data: built again below
     ids = sorted(i for i, path in store.all_paths() if i not in exclude and path in documents)
-    if current is not None and current.digest == ids_digest(ids):
+    if current is not None and current.current and current.digest == ids_digest(ids):
         return current.ids
     all_ids, texts, metas = store.all_chunks()
-    kept = [(i, t) for i, t, m in zip(all_ids, texts, metas) if i not in exclude and m.get("path") in documents]
-    index = KeywordIndex.build([i for i, _ in kept], [t for _, t in kept])
+    kept = [(i, t, m) for i, t, m in zip(all_ids, texts, metas) if i not in exclude and m.get("path") in documents]
+    index = KeywordIndex.build([i for i, _, _ in kept], [t for _, t, _ in kept], [m["source"] for _, _, m in kept],
+                               [int(m.get("start", 0)) for _, _, m in kept])
     index.save(directory)
     return index.ids

@@ -120,12 +120,12 @@ class Pipeline:
         from rag.keyword import KeywordIndex, ids_digest
 
         directory = self.settings.data_dir / "keyword"
-        if published is None or (local is not None and local.digest == published):
+        if published is None or (local is not None and local.current and local.digest == published):
             return local
         if ids_digest(store.all_ids()) != published:
             return local  # an ingest is under way elsewhere: serve the last whole index we have
-        ids, texts, _ = store.all_chunks()
-        rebuilt = KeywordIndex.build(ids, texts)
+        ids, texts, metas = store.all_chunks()  # (or one saved by an older version, without its document part)
+        rebuilt = KeywordIndex.build(ids, texts, [m["source"] for m in metas], [int(m.get("start", 0)) for m in metas])
         rebuilt.save(directory)
         return rebuilt
 

@@ -187,7 +187,9 @@ def test_the_app_never_renders_html(app):
     assert not app.html
 
 
-def test_conflicts_and_overviews_show_in_the_chat(app):
+def test_conflicts_and_overviews_show_in_the_chat(seeded, monkeypatch):
+    # The passage with the other figure ("two-hour") ranks 9th for this wording: ten passages bring it in.
+    app = start(monkeypatch, seeded.settings.data_dir, RAG_K="10")
     ask(app, "How long did the Trump–Putin phone call last?")
     assert "The sources disagree on how many hours" in shown(app.warning)
     ask(app, "Summarize the articles.")

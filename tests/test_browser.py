@@ -93,7 +93,8 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         answered = time.perf_counter() - started
         assert "[1]" in marker.inner_text()
         expect(page.get_by_text("Council on Foreign Relations", exact=False).first).to_be_visible()
-        assert page.locator("h3").filter(has_text="[1]").count() >= 1  # the source entry under the answer
+        # The source entry under the answer (waited for: it can render a moment after the marker).
+        expect(page.locator("h3").filter(has_text="[1]").first).to_be_visible()
         marker.click()
         page.wait_for_function("() => location.hash === '#source-1-1'", timeout=10_000)
         expect(page.locator("#source-1-1")).to_be_in_viewport()

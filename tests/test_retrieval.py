@@ -82,3 +82,47 @@ def test_answering_imports_neither_llamaindex_nor_torch(seeded):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
+    """Two chunks equal on their own; the one whose article mentions the question's other terms elsewhere
+    (in another chunk) ranks first, through the document-level BM25 index."""
+    from rag.search import fuse
+
+    ids = ["a1", "a2", "b1", "b2", "c1"]
+    texts = ["The summit in Budapest was called off.", "Officials blamed the stalled ceasefire talks.",
+             "The summit in Budapest was called off.", "Weather delayed flights across Europe.",
+             "Markets rose on Tuesday."]
+    index = KeywordIndex.build(ids, texts, ["a", "a", "b", "b", "c"])
+    chunks, documents = index.search_both("Budapest summit ceasefire talks", 5, 5)
+    assert [name for name, _ in documents][0] == "a"
+    fused = fuse([("a1", 0.6), ("b1", 0.6)], [c for c in chunks if c[0] in ("a1", "b1")], documents, index.source_of)
+    assert fused["a1"] > fused["b1"]
+    assert fuse([], [], [], {}) == {}
+
+
+def test_keyword_index_round_trip_keeps_documents(tmp_path):
+    index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"], [0, 0])
+    index.save(tmp_path / "keyword")
+    loaded = KeywordIndex.load(tmp_path / "keyword")
+    assert loaded.current and loaded.source_of == {"x": "one", "y": "two"}
+    assert loaded.search_both("Rosneft", 2, 2) == index.search_both("Rosneft", 2, 2)
+    assert loaded.search_both("Rosneft", 2, 2)[1][0][0] == "two"
+
+
+def test_an_index_saved_without_its_document_part_is_rebuilt_on_open(tmp_path):
+    """A keyword index written by the previous version (chunks only) is not an error: the reader rebuilds
+    it from the collection, once, and searches with the document part."""
+    import json
+
+    from rag import Pipeline, Settings
+    from rag.config import PROJECT_DIR
+
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=PROJECT_DIR / "seeds")
+    Pipeline(settings).ingest(paths=[PROJECT_DIR / "seeds" / "004_936fb12f57722203.txt"])
+    meta_file = settings.data_dir / "keyword" / "ids.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({"digest": meta["digest"], "ids": meta["ids"]}))  # format 1
+    assert not KeywordIndex.load(settings.data_dir / "keyword").current
+    assert Pipeline(settings).retrieve("Tomahawk missiles", k=1)[0].keyword_score > 0
+    assert KeywordIndex.load(settings.data_dir / "keyword").current

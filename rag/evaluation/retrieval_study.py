@@ -1,4 +1,4 @@
-"""What each retrieval change gains on SciFact: `python -m rag.evaluation.retrieval_study` (~6 min).
+"""What each retrieval change gains on SciFact: `python -m rag.evaluation.retrieval_study` (~10 min).
 
 Embeds the benchmark's chunks once (chunked and cleaned as `rag ingest` does) and scores fusion
 variants in memory, nDCG@10 over distinct documents (BEIR-comparable). The 809 claims are split in two
@@ -21,10 +21,17 @@ import numpy as np
 
 from rag.config import PROJECT_DIR, Settings
 from rag.evaluation.metrics import ndcg
-from rag.search import CANDIDATES_PER_RETRIEVER, RRF_K
+from rag.search import (
+    CANDIDATES_PER_RETRIEVER,
+    CHUNK_KEYWORD_WEIGHT,
+    DENSE_WEIGHT,
+    DOCUMENT_KEYWORD_WEIGHT,
+    fuse,
+)
 
 DEFAULT_BENCH = PROJECT_DIR.parent / "shared" / "bench" / "scifact-train"
 DEPTH = 100
+RRF_K = 60  # reciprocal rank fusion (Cormack et al.), what rag.search did before score fusion
 Ranking = list[tuple[str, float]]  # ("document#chunk" or "document", score), best first
 
 
@@ -35,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-overlap", type=int, default=Settings().chunk_overlap)
     args = parser.parse_args(argv)
     runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap))
-    print(f"{'variant':<44} {'tune':>7} {'test':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
+    print(f"{'variant':<52} {'tune':>7} {'test':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test in study(runs):
-        print(f"{name:<44} {tune:>7.4f} {test:>7.4f}")
+        print(f"{name:<52} {tune:>7.4f} {test:>7.4f}")
     return 0
 
 
@@ -60,46 +67,55 @@ def collect(bench: Path, settings: Settings) -> list[dict]:
     vectors = np.asarray(model.get_text_embedding_batch(texts), dtype=np.float32)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
     queries = np.asarray(model.get_text_embedding_batch([r["question"] for r in rows]), dtype=np.float32)
-    chunks = KeywordIndex.build(ids, texts)
-    whole = defaultdict(list)
-    for text, name in zip(texts, owner):
-        whole[name].append(text)
-    names = sorted(whole)
-    documents = KeywordIndex.build(names, [" ".join(whole[n]) for n in names])
+    keyword = KeywordIndex.build(ids, texts, owner)
     where = {i: n for i, n in zip(ids, owner)}
     runs = []
     for row, query in zip(rows, queries):
         scores = vectors @ query
         top = np.argsort(-scores)[:DEPTH]
+        chunk_hits, document_hits = keyword.search_both(row["question"], DEPTH, DEPTH)
         runs.append({"tune": hashlib.sha256(row["id"].encode()).digest()[0] < 128,
                      "relevant": set(row["sources"]),
                      "dense": [(f"{owner[j]}#{ids[j]}", float(scores[j])) for j in top],
-                     "bm25": [(f"{where[i]}#{i}", s) for i, s in chunks.search(row["question"], DEPTH)],
-                     "bm25_documents": documents.search(row["question"], DEPTH)})
+                     "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
+                     "bm25_documents": document_hits})
     return runs
 
 
 def study(runs: list[dict]) -> list[tuple[str, float, float]]:
-    """(variant, tune nDCG, test nDCG) rows; a variant with a free parameter is shown at the value that
-    scores best on the tune half."""
+    """(variant, tune nDCG, test nDCG) rows; a variant with free parameters is shown at the values that
+    score best on the tune half."""
     rows = [(name, *score(runs, fn)) for name, fn in [
         ("dense (MiniLM)", lambda r: r["dense"]),
         ("BM25 over chunks", lambda r: r["bm25"]),
         ("BM25 over whole documents", lambda r: r["bm25_documents"]),
-        (f"RRF k={RRF_K}, {CANDIDATES_PER_RETRIEVER} each (rag.search now)",
-         lambda r: rrf(r["dense"], r["bm25"], CANDIDATES_PER_RETRIEVER)),
-        (f"RRF k={RRF_K}, {DEPTH} each", lambda r: rrf(r["dense"], r["bm25"], DEPTH)),
+        (f"RRF k={RRF_K} of chunks, 20 each (before)", lambda r: rrf(r["dense"], r["bm25"], 20)),
+        (f"RRF k={RRF_K} of chunks, {DEPTH} each", lambda r: rrf(r["dense"], r["bm25"], DEPTH)),
         (f"RRF k={RRF_K} of document maxima", lambda r: rrf(best_per_document(r["dense"]),
-                                                          best_per_document(r["bm25"]), CANDIDATES_PER_RETRIEVER)),
+                                                          best_per_document(r["bm25"]), 20)),
+        (f"rag.search now ({DENSE_WEIGHT}/{CHUNK_KEYWORD_WEIGHT}/{DOCUMENT_KEYWORD_WEIGHT}, "
+         f"{CANDIDATES_PER_RETRIEVER} each)", lambda r: product(r, CANDIDATES_PER_RETRIEVER)),
     ]]
     for name, pick in [("convex, chunk scores", lambda r: (r["dense"], r["bm25"])),
-                       ("convex, document maxima", lambda r: (best_per_document(r["dense"]), best_per_document(r["bm25"]))),
                        ("convex, dense maxima + BM25 over documents",
                         lambda r: (best_per_document(r["dense"]), r["bm25_documents"]))]:
         scored = {a: score(runs, lambda r, a=a: convex(*pick(r), a)) for a in np.round(np.arange(0.2, 0.85, 0.1), 1)}
         alpha = max(scored, key=lambda a: scored[a][0])
         rows.append((f"{name}, dense weight {alpha} (tuned)", *scored[alpha]))
+    for depth in (20, DEPTH):  # rag.search's fusion: the dense and chunk BM25 weights in steps of 0.05, the rest
+        # on the document's BM25
+        grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
+        scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
+        d, c = max(scored, key=lambda w: scored[w][0])
+        rows.append((f"score fusion, {depth} each: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
     return rows
+
+
+def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = CHUNK_KEYWORD_WEIGHT) -> Ranking:
+    """rag.search's fusion of this claim's rankings, cut at `depth` each, with the given weights."""
+    names = [n for n, _ in run["dense"][:depth] + run["bm25"][:depth]]
+    return list(fuse(run["dense"][:depth], run["bm25"][:depth], run["bm25_documents"][:depth],
+                     {n: n.split("#")[0] for n in names}, (dense, chunk, 1 - dense - chunk)).items())
 
 
 def score(runs: list[dict], rank: Callable[[dict], Ranking]) -> tuple[float, float]:
@@ -123,7 +139,7 @@ def best_per_document(ranking: Ranking) -> Ranking:
 
 
 def rrf(dense: Ranking, keyword: Ranking, depth: int) -> Ranking:
-    """Reciprocal rank fusion of the two rankings' first `depth` entries, as rag.search fuses chunks."""
+    """Reciprocal rank fusion of the two rankings' first `depth` entries."""
     fused: dict[str, float] = defaultdict(float)
     for ranking in (dense[:depth], keyword[:depth]):
         for rank, (name, _) in enumerate(ranking, start=1):
