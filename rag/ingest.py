@@ -223,13 +223,14 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
           report: IngestReport, stale: set[str], reembed: bool = False) -> Iterator[tuple[Document, list[Chunk]]]:
     """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, yield the
     new ones (lazily: documents are chunked while the model embeds the ones before)."""
+    indexed = store.count() > 0  # a first ingest has no chunks to look up, one query per document saved
     for doc in docs:
         key = str(Path(doc.source).resolve())
         doc.source = display_path(Path(doc.source))
         previous = manifest.documents.get(key)
         chunks = chunk_document(doc, settings)
         ids = [c.id for c in chunks]
-        present = store.ids_for_path(key)
+        present = store.ids_for_path(key) if indexed else set()
         fresh = chunks if reembed else [c for c in chunks if c.id not in present]
         kept = [] if reembed else [c for c in chunks if c.id in present]
         stale |= present - set(ids)

@@ -119,7 +119,8 @@ def instruction_classifier(embedder) -> Classifier:
 def is_instruction(sentence: str, rules: "_Rules | None" = None) -> bool:
     """Whether a sentence (or its folded form, or base64 inside it) matches an instruction pattern."""
     rules = rules or _rules()
-    variants = (sentence, fold(sentence), *_decoded_base64(sentence, rules))
+    # dict.fromkeys: most sentences fold to themselves, and each distinct text is matched once.
+    variants = dict.fromkeys((sentence, fold(sentence), *_decoded_base64(sentence, rules)))
     return any(p.search(t) for p in rules.patterns for t in variants)
 
 
