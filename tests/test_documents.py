@@ -126,3 +126,22 @@ def test_stated_date_is_recorded_and_dropped(header, date):
 def test_a_date_label_without_a_date_keeps_the_next_line():
     doc = clean_document("a.txt", "Title here\nDate:\nThe summit was cancelled on Tuesday after a call.")
     assert doc.date is None and "The summit was cancelled" in doc.text
+
+
+def test_signatures_are_compact_and_old_list_signatures_still_group():
+    """Signatures are stored as one base64 string; manifests written with a list of 128 ints still work."""
+    import base64
+
+    import numpy as np
+
+    from rag.config import Settings
+    from rag.documents import minhash_signature, near_duplicate_groups
+
+    text = (SEEDS / "000_c7ab87e678e88968.txt").read_text()
+    twin = (SEEDS / "001_9a746d18b83cd2b7.txt").read_text()
+    other = (SEEDS / "004_936fb12f57722203.txt").read_text()
+    a, b, c = minhash_signature(text), minhash_signature(twin), minhash_signature(other)
+    assert isinstance(a, str) and len(a) < 700
+    as_list = np.frombuffer(base64.b64decode(b), dtype="<u4").astype(int).tolist()
+    groups = near_duplicate_groups({"a": a, "b": as_list, "c": c}, Settings().dup_threshold)
+    assert groups.get("a") == ["b"] and groups.get("b") == ["a"] and not groups.get("c")
