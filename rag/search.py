@@ -166,7 +166,10 @@ def fuse(dense: Sequence[tuple[str, float]], keyword: Sequence[tuple[str, float]
 
     def scaled(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
         best = max((s for _, s in ranking), default=0.0)
-        return {name: s / best for name, s in ranking} if best > 0 else {}
+        if best > 0:
+            return {name: s / best for name, s in ranking}
+        # No positive score (dense hits that are all dissimilar): keep them, in their order, near zero.
+        return {name: -position * 1e-9 for position, (name, _) in enumerate(ranking)}
 
     by_dense, by_keyword, by_document = scaled(dense), scaled(keyword), scaled(documents)
     fused = {chunk: dense_weight * by_dense.get(chunk, 0.0) + chunk_weight * by_keyword.get(chunk, 0.0)

@@ -99,6 +99,8 @@ def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
     fused = fuse([("a1", 0.6), ("b1", 0.6)], [c for c in chunks if c[0] in ("a1", "b1")], documents, index.source_of)
     assert fused["a1"] > fused["b1"]
     assert fuse([], [], [], {}) == {}
+    lonely = fuse([("x", -0.1), ("y", -0.2)], [], [], {})  # nothing similar, no keyword hit: still ranked
+    assert sorted(lonely, key=lambda c: -lonely[c]) == ["x", "y"]
 
 
 def test_keyword_index_round_trip_keeps_documents(tmp_path):
