@@ -426,7 +426,6 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
         return current.ids
     all_ids, texts, metas = store.all_chunks()
     kept = [(i, t, m) for i, t, m in zip(all_ids, texts, metas) if i not in exclude and m.get("path") in documents]
-    index = KeywordIndex.build([i for i, _, _ in kept], [t for _, t, _ in kept], [m["source"] for _, _, m in kept],
-                               [int(m.get("start", 0)) for _, _, m in kept])
+    index = KeywordIndex.from_records([i for i, _, _ in kept], [t for _, t, _ in kept], [m for _, _, m in kept])
     index.save(directory)
     return index.ids

@@ -66,6 +66,11 @@ class KeywordIndex:
         return cls(ids=list(ids), digest=ids_digest(ids), _bm25=bm25, sources=list(sources),
                    _documents=documents, document_names=names)
 
+    @classmethod
+    def from_records(cls, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> "KeywordIndex":
+        """Built from chunk records as the store returns them (their metadata names `source` and `start`)."""
+        return cls.build(ids, texts, [m["source"] for m in metadatas], [int(m.get("start", 0)) for m in metadatas])
+
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The n best chunks: (chunk id, BM25 score)."""
         return self.search_both(query, n, 0)[0]
@@ -124,9 +129,7 @@ class KeywordIndex:
             names = list(meta["documents"]) if current else []
         except Exception as exc:  # bm25s raises whatever numpy or json raises on a damaged file
             raise StoreDamaged(f"the keyword index cannot be read ({type(exc).__name__})") from None
-        if digest != ids_digest(ids):
-            raise StoreDamaged("the keyword index does not match its own ids")
-        if sources is not None and len(sources) != len(ids):
+        if digest != ids_digest(ids) or (sources is not None and len(sources) != len(ids)):
             raise StoreDamaged("the keyword index does not match its own ids")
         return cls(ids=ids, digest=digest, _bm25=bm25, sources=sources, _documents=documents, document_names=names)
 

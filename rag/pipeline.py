@@ -124,8 +124,8 @@ class Pipeline:
             return local
         if ids_digest(store.all_ids()) != published:
             return local  # an ingest is under way elsewhere: serve the last whole index we have
-        ids, texts, metas = store.all_chunks()  # (or one saved by an older version, without its document part)
-        rebuilt = KeywordIndex.build(ids, texts, [m["source"] for m in metas], [int(m.get("start", 0)) for m in metas])
+        # (or the local one was saved by an older version, without its document part)
+        rebuilt = KeywordIndex.from_records(*store.all_chunks())
         rebuilt.save(directory)
         return rebuilt
 
