@@ -16,13 +16,19 @@ CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
 def start_chroma(port: int, path: Path) -> subprocess.Popen:
     proc = subprocess.Popen([CHROMA, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat"), "chroma server did not start"
+    if not wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat"):
+        proc.kill()  # never leave a half-started server behind a failed test
+        pytest.fail("chroma server did not start")
     return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a server that ignores SIGTERM must not outlive the suite
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +59,12 @@ def test_an_unreachable_server_is_a_clear_error(settings, corpus):
 def test_server_down_mid_session_then_back(settings, corpus, tmp_path):
     port = free_port()
     proc = start_chroma(port, tmp_path / "srv")
-    pipeline = Pipeline(settings.replace(chroma_host="127.0.0.1", chroma_port=port))
-    pipeline.ingest([corpus])
-    assert pipeline.retrieve("Tomahawk", k=1)
-    stop(proc)
+    try:
+        pipeline = Pipeline(settings.replace(chroma_host="127.0.0.1", chroma_port=port))
+        pipeline.ingest([corpus])
+        assert pipeline.retrieve("Tomahawk", k=1)
+    finally:
+        stop(proc)
     with pytest.raises(StoreUnavailable, match="search unavailable"):
         pipeline.retrieve("Tomahawk", k=1)
     proc = start_chroma(port, tmp_path / "srv")
