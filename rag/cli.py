@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                             "retrieval, answers, memory, disk and a cold `rag ask` beside a plain LlamaIndex pipeline")
     bench.add_argument("--no-plain", action="store_true", help="with --scale: skip the plain LlamaIndex pipeline")
     bench.add_argument("--queries", type=int, default=200, help="with --scale: SciFact claims asked (default 200)")
+    bench.add_argument("--raw-sample", type=float, default=1.0, metavar="SHARE",
+                       help="with --scale: time the raw model on this random share of the texts and scale up "
+                            "(default 1: all of them)")
     bench.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="with --scale: write the results here")
 
     sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
@@ -351,10 +354,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.scale:
         from rag.bench_scale import run_scale_bench
 
-        if min(args.scale) < 10 or args.queries < 1:
-            raise InputRejected("--scale needs chunk counts of at least 10, and --queries at least 1")
+        if min(args.scale) < 10 or args.queries < 1 or not 0 < args.raw_sample <= 1:
+            raise InputRejected("--scale needs chunk counts of at least 10, --queries at least 1 and "
+                                "--raw-sample between 0 (excluded) and 1")
         return run_scale_bench(settings, args.scale, queries=args.queries, plain=not args.no_plain,
-                               json_out=args.json_out)
+                               raw_sample=args.raw_sample, json_out=args.json_out)
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,

@@ -40,11 +40,14 @@ def test_past_the_originals_it_generates_articles_of_their_sentences(source, set
 
 def test_a_small_run_prints_the_table_and_writes_json(source, settings, tmp_path, capsys):
     out = tmp_path / "scale.json"
-    assert run_scale_bench(settings, [10], source=source, queries=2, plain=False, json_out=out) == 0
+    assert run_scale_bench(settings, [10], source=source, queries=2, plain=False, raw_sample=0.5,
+                           json_out=out) == 0
     printed = capsys.readouterr().out
     assert "pipeline speed / raw model" in printed and "cold `rag ask`" in printed
+    assert "from a 50% sample" in printed
     [result] = json.loads(out.read_text())
     assert result["ours"]["chunks"] >= 10 and result["ours"]["raw_model"]["sentences"] > 0
+    assert result["ours"]["raw_model"]["sample"] == 0.5
     assert result["ours"]["cold_ask"]["seconds"] > 0 and "plain" not in result
 
 

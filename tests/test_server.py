@@ -149,6 +149,7 @@ def test_bench_drives_a_server_and_prints_the_table(shared, capsys):
     (["bench", "--ask-share", "2"], "--ask-share between 0 and 1"),
     (["bench", "--scale", "5"], "--scale needs chunk counts of at least 10"),
     (["bench", "--scale", "1000", "--queries", "0"], "--queries at least 1"),
+    (["bench", "--scale", "1000", "--raw-sample", "0"], "--raw-sample between 0 (excluded) and 1"),
 ])
 def test_serve_and_bench_reject_nonsense(capsys, args, error):
     assert main(args) == 2 and error in capsys.readouterr().err
