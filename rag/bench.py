@@ -27,24 +27,28 @@ FALLBACK_QUESTIONS = ["Why was the Budapest summit cancelled?", "Which oil compa
 
 
 def run_bench(settings: Settings, *, clients: int, seconds: float, ask_share: float, with_chroma: bool,
-              url: str | None, workers: int = 2) -> int:
+              url: str | None, workers: int = 2, distinct: bool = True) -> int:
     questions = _questions()
     rows: list[tuple[str, dict[str, Any]]] = []
     if url:
-        rows.append((url, asyncio.run(drive(url, questions, clients, seconds, ask_share))))
+        rows.append((url, asyncio.run(drive(url, questions, clients, seconds, ask_share, distinct))))
     else:
         with _served(settings, chroma=False, workers=workers) as served:
-            rows.append(("embedded store", asyncio.run(drive(served, questions, clients, seconds, ask_share))))
+            rows.append(("embedded store", asyncio.run(drive(served, questions, clients, seconds, ask_share,
+                                                             distinct))))
         if with_chroma:
             with _served(settings, chroma=True, workers=workers) as served:
-                rows.append(("chroma server", asyncio.run(drive(served, questions, clients, seconds, ask_share))))
-    print(format_table(rows, clients, seconds, workers if not url else None))
+                rows.append(("chroma server", asyncio.run(drive(served, questions, clients, seconds, ask_share,
+                                                                distinct))))
+    print(format_table(rows, clients, seconds, workers if not url else None, distinct))
     return 0 if all(stats["errors"] == 0 for _, result in rows for stats in result.values()) else 1
 
 
 async def drive(url: str, questions: list[str], clients: int, seconds: float,
-                ask_share: float) -> dict[str, dict[str, Any]]:
+                ask_share: float, distinct: bool = True) -> dict[str, dict[str, Any]]:
     """`clients` loops, each sending its next request as soon as the last one answered, until the time is up.
+    With `distinct`, each request's text is new (a gold question with a client and request number
+    appended), so none is served from the server's query-vector cache.
 
     aiohttp rather than httpx: the load generator shares the machine with the server, and aiohttp's
     client spends a fraction of httpx's CPU per request. The CPU it did use is reported (`client_cpu`)."""
@@ -60,6 +64,8 @@ async def drive(url: str, questions: list[str], clients: int, seconds: float,
         while time.perf_counter() < deadline:
             sent += 1
             question = questions[(number * 7 + sent) % len(questions)]
+            if distinct:
+                question = f"{question} ({number}.{sent})"
             path, body = (("/ask", {"question": question}) if every and sent % every == 0
                           else ("/retrieve", {"query": question, "k": 5}))
             started = time.perf_counter()
@@ -84,9 +90,10 @@ async def drive(url: str, questions: list[str], clients: int, seconds: float,
 
 
 def format_table(rows: list[tuple[str, dict[str, dict[str, Any]]]], clients: int, seconds: float,
-                 workers: int | None = None) -> str:
+                 workers: int | None = None, distinct: bool = True) -> str:
     served = f", rag serve --workers {workers}" if workers else ""
-    head = f"{clients} clients, {seconds:g} s each{served}\n\n" \
+    kind = "every question new" if distinct else "gold questions repeated (mostly query-vector cache hits)"
+    head = f"{clients} clients, {seconds:g} s each{served}, {kind}\n\n" \
            f"{'store':<16} {'endpoint':<10} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
     lines = [head, "-" * len(head.splitlines()[-1])]
     for name, result in rows:

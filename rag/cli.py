@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chroma", action="store_true", help="also run against a `chroma run` server on loopback")
     bench.add_argument("--url", help="an already running `rag serve` to drive instead of starting one")
     bench.add_argument("--workers", type=int, default=2, help="`rag serve --workers` for the servers it starts")
+    bench.add_argument("--repeated", action="store_true",
+                       help="send the gold questions as they are, so most are answered from the query-vector "
+                            "cache (default: every request's text is new)")
     bench.add_argument("--answers", action="store_true",
                        help="instead: in process, the cost of a warm extractive answer beside its retrieval")
     bench.add_argument("--gold", type=Path, default=PROJECT_DIR / "evals" / "gold.jsonl",
@@ -362,6 +365,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,
+                     distinct=not args.repeated,
                      with_chroma=args.chroma, url=args.url, workers=args.workers)
 
 

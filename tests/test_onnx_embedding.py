@@ -100,3 +100,22 @@ def test_torch_runtime_on_request(tmp_path):
 def test_unknown_runtime_is_refused():
     with pytest.raises(ConfigError, match="embed_runtime must be one of onnx, torch, got 'gpu'"):
         Settings(embed_runtime="gpu")
+
+
+def test_query_vectors_are_remembered_and_copies_are_handed_out(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.embeddings import BatchedQueries
+
+    model = _onnx(Settings(data_dir=tmp_path))
+    queries = BatchedQueries(model)
+    first = queries.get_query_embedding(TEXTS[0])
+    assert np.allclose(first, model.get_query_embedding(TEXTS[0]), atol=1e-6)
+    first[0] = 99.0  # a caller changing its vector must not change the remembered one
+    again = queries.get_query_embedding(TEXTS[0])
+    assert again[0] != 99.0 and queries.cache_info().hits == 1
+    with ThreadPoolExecutor(4) as pool:  # concurrent callers still get their own query's vector
+        vectors = list(pool.map(queries.get_query_embedding, TEXTS[:3] * 4))
+    assert all(np.allclose(v, model.get_query_embedding(t), atol=1e-5) for v, t in zip(vectors, TEXTS[:3] * 4))
+    queries.forget()
+    assert queries.cache_info().currsize == 0

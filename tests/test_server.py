@@ -141,6 +141,7 @@ def test_bench_drives_a_server_and_prints_the_table(shared, capsys):
     code = main(["bench", "--url", shared.url, "--seconds", "1", "--clients", "2", "--ask-share", "0.5"])
     out = capsys.readouterr().out
     assert code == 0 and "/retrieve" in out and "/ask" in out and "p95 ms" in out
+    assert "every question new" in out
 
 
 @pytest.mark.parametrize("args, error", [

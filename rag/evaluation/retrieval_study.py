@@ -40,45 +40,65 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
     parser.add_argument("--chunk-size", type=int, default=Settings().chunk_size)
     parser.add_argument("--chunk-overlap", type=int, default=Settings().chunk_overlap)
+    parser.add_argument("--titles", action="store_true",
+                        help="also score chunks embedded and keyword-indexed under their document's title")
     args = parser.parse_args(argv)
-    runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap))
+    runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles)
     print(f"{'variant':<52} {'tune':>7} {'test':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test in study(runs):
         print(f"{name:<52} {tune:>7.4f} {test:>7.4f}")
     return 0
 
 
-def collect(bench: Path, settings: Settings) -> list[dict]:
-    """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents."""
+def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]:
+    """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents.
+    With `titles`, also the dense and BM25 rankings of chunks prefixed with their document's title
+    (chunks after a document's first do not contain it)."""
     from rag.documents import load_documents
     from rag.embeddings import get_embedder
     from rag.ingest import chunk_document
     from rag.keyword import KeywordIndex
 
     docs, _ = load_documents(sorted((bench / "corpus").glob("*.txt")), settings.max_file_bytes)
-    ids, texts, owner = [], [], []
+    ids, texts, owner, titled = [], [], [], []
     for doc in docs:
         for chunk in chunk_document(doc, settings):
             ids.append(chunk.id)
             texts.append(chunk.text)
             owner.append(Path(doc.source).name)
+            titled.append(f"{doc.title}\n\n{chunk.text}" if chunk.index and doc.title else chunk.text)
     print(f"{len(docs)} documents, {len(texts)} chunks; embedding…", file=sys.stderr)
     model = get_embedder(settings)
     vectors = np.asarray(model.get_text_embedding_batch(texts), dtype=np.float32)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
     queries = np.asarray(model.get_text_embedding_batch([r["question"] for r in rows]), dtype=np.float32)
     keyword = KeywordIndex.build(ids, texts, owner)
+    titled_vectors, titled_keyword = None, None
+    if titles:
+        changed = [j for j, (a, b) in enumerate(zip(texts, titled)) if a != b]
+        print(f"embedding {len(changed)} chunks again under their title…", file=sys.stderr)
+        titled_vectors = vectors.copy()
+        titled_vectors[changed] = np.asarray(model.get_text_embedding_batch([titled[j] for j in changed]),
+                                             dtype=np.float32)
+        titled_keyword = KeywordIndex.build(ids, titled, owner)
     where = {i: n for i, n in zip(ids, owner)}
+
+    def dense(matrix: np.ndarray, query: np.ndarray) -> Ranking:
+        scores = matrix @ query
+        return [(f"{owner[j]}#{ids[j]}", float(scores[j])) for j in np.argsort(-scores)[:DEPTH]]
+
     runs = []
     for row, query in zip(rows, queries):
-        scores = vectors @ query
-        top = np.argsort(-scores)[:DEPTH]
         chunk_hits, document_hits = keyword.search_both(row["question"], DEPTH, DEPTH)
-        runs.append({"tune": hashlib.sha256(row["id"].encode()).digest()[0] < 128,
-                     "relevant": set(row["sources"]),
-                     "dense": [(f"{owner[j]}#{ids[j]}", float(scores[j])) for j in top],
-                     "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
-                     "bm25_documents": document_hits})
+        run = {"tune": hashlib.sha256(row["id"].encode()).digest()[0] < 128,
+               "relevant": set(row["sources"]),
+               "dense": dense(vectors, query),
+               "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
+               "bm25_documents": document_hits}
+        if titles:
+            run["dense_titled"] = dense(titled_vectors, query)
+            run["bm25_titled"] = [(f"{where[i]}#{i}", s) for i, s in titled_keyword.search(row["question"], DEPTH)]
+        runs.append(run)
     return runs
 
 
@@ -108,13 +128,26 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
         scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
         d, c = max(scored, key=lambda w: scored[w][0])
         rows.append((f"score fusion, {depth} each: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
+    if "dense_titled" in runs[0]:
+        rows.append(("dense, chunks under their title", *score(runs, lambda r: r["dense_titled"])))
+        rows.append(("BM25, chunks under their title", *score(runs, lambda r: r["bm25_titled"])))
+        for label, keys in [("dense titled", ("dense_titled", "bm25")),
+                            ("dense and BM25 titled", ("dense_titled", "bm25_titled"))]:
+            rows.append((f"rag.search weights, {label}",
+                         *score(runs, lambda r, k=keys: product(r, CANDIDATES_PER_RETRIEVER, dense_key=k[0], bm25_key=k[1]))))
+            grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
+            scored = {w: score(runs, lambda r, w=w, k=keys: product(r, DEPTH, *w, dense_key=k[0], bm25_key=k[1]))
+                      for w in grid}
+            d, c = max(scored, key=lambda w: scored[w][0])
+            rows.append((f"score fusion, {label}: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
     return rows
 
 
-def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = CHUNK_KEYWORD_WEIGHT) -> Ranking:
+def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = CHUNK_KEYWORD_WEIGHT,
+            dense_key: str = "dense", bm25_key: str = "bm25") -> Ranking:
     """rag.search's fusion of this claim's rankings, cut at `depth` each, with the given weights."""
-    names = [n for n, _ in run["dense"][:depth] + run["bm25"][:depth]]
-    return list(fuse(run["dense"][:depth], run["bm25"][:depth], run["bm25_documents"][:depth],
+    names = [n for n, _ in run[dense_key][:depth] + run[bm25_key][:depth]]
+    return list(fuse(run[dense_key][:depth], run[bm25_key][:depth], run["bm25_documents"][:depth],
                      {n: n.split("#")[0] for n in names}, (dense, chunk, 1 - dense - chunk)).items())
 
 
