@@ -47,8 +47,8 @@ def run_bench(settings: Settings, *, clients: int, seconds: float, ask_share: fl
 async def drive(url: str, questions: list[str], clients: int, seconds: float,
                 ask_share: float, distinct: bool = True) -> dict[str, dict[str, Any]]:
     """`clients` loops, each sending its next request as soon as the last one answered, until the time is up.
-    With `distinct`, each request's text is new (a gold question with a client and request number
-    appended), so none is served from the server's query-vector cache.
+    With `distinct`, the questions are sent as variants (see `variants`) in a cycle longer than the
+    server's query-vector cache, so every request is embedded.
 
     aiohttp rather than httpx: the load generator shares the machine with the server, and aiohttp's
     client spends a fraction of httpx's CPU per request. The CPU it did use is reported (`client_cpu`)."""
@@ -58,14 +58,15 @@ async def drive(url: str, questions: list[str], clients: int, seconds: float,
     errors: dict[str, int] = {"/retrieve": 0, "/ask": 0}
     deadline = time.perf_counter() + seconds
     every = round(1 / ask_share) if ask_share > 0 else 0  # every n-th request of a client is an /ask
+    texts = variants(questions) if distinct else questions
+    counter = iter(range(10**9))  # one sequence shared by the clients (one event loop: no lock needed)
 
     async def client(number: int, http: aiohttp.ClientSession) -> None:
         sent = 0
         while time.perf_counter() < deadline:
             sent += 1
-            question = questions[(number * 7 + sent) % len(questions)]
-            if distinct:
-                question = f"{question} ({number}.{sent})"
+            question = (texts[next(counter) % len(texts)] if distinct
+                        else questions[(number * 7 + sent) % len(questions)])
             path, body = (("/ask", {"question": question}) if every and sent % every == 0
                           else ("/retrieve", {"query": question, "k": 5}))
             started = time.perf_counter()
@@ -87,6 +88,21 @@ async def drive(url: str, questions: list[str], clients: int, seconds: float,
     return {path: {"requests": len(values) + errors[path], "per_second": round(len(values) / elapsed, 1),
                    "p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99),
                    "errors": errors[path], "client_cpu": client_cpu} for path, values in samples.items()}
+
+
+def variants(questions: list[str]) -> list[str]:
+    """Distinct texts no longer than the questions they come from: each question with one word left
+    out, then with two, taken from the questions in turn. (Appending a number would make every query
+    several word pieces longer, and so dearer to embed than the real ones.)"""
+    from itertools import combinations, zip_longest
+
+    def of(question: str) -> list[str]:
+        words = question.split()
+        drops = [(i,) for i in range(len(words))] + list(combinations(range(len(words)), 2))
+        return [" ".join(w for i, w in enumerate(words) if i not in drop) for drop in drops if len(drop) < len(words)]
+
+    mixed = (text for group in zip_longest(*map(of, questions)) for text in group if text is not None)
+    return list(dict.fromkeys(mixed))
 
 
 def format_table(rows: list[tuple[str, dict[str, dict[str, Any]]]], clients: int, seconds: float,
