@@ -76,7 +76,9 @@ class IngestRequest(BaseModel):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     pipeline = Pipeline(settings)
-    app = FastAPI(title="newsrag", version="1", description="Cited question answering over a news corpus.")
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(title="newsrag", version="1", description="Cited question answering over a news corpus.")
     app.state.pipeline = pipeline
     reader, writer = _auth(settings, write=False), _auth(settings, write=True)
 

@@ -116,3 +116,27 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
     timings = f"first start (index + model) {first_start:.1f} s, first answer {answered:.1f} s, next {warm:.1f} s"
     print(f"\nbrowser: {timings}")
     Path(SCREENSHOTS / "timings.txt").write_text(timings + "\n")
+
+
+def test_api_docs_render_with_the_network_cut_off(rag_server, tmp_path):
+    """`rag serve`'s /docs (Swagger UI) in a browser that may reach nothing but the server itself."""
+    from playwright.sync_api import expect, sync_playwright
+
+    server = rag_server(tmp_path / "data")  # an empty index is enough: the page documents the API
+    refused: list[str] = []
+
+    def only_loopback(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route("**/*", only_loopback)
+        page.goto(f"{server.url}/docs")
+        expect(page.locator(".opblock-summary-path", has_text="/retrieve").first).to_be_visible(timeout=20_000)
+        browser.close()
+    assert refused == []

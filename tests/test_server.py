@@ -54,6 +54,14 @@ def test_sources_healthz_and_openapi(shared):
     assert {"/retrieve", "/ask", "/ask/stream", "/ingest", "/sources", "/healthz"} <= set(spec["paths"])
 
 
+@pytest.mark.parametrize("page, asset", [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")])
+def test_api_docs_load_their_scripts_from_the_server_not_a_cdn(shared, page, asset):
+    html = httpx.get(shared.url + page).text
+    assert "cdn." not in html and "https://" not in html.replace("https://fastapi.tiangolo.com", "")
+    script = next(line.split('src="')[1].split('"')[0] for line in html.splitlines() if asset in line)
+    assert script.startswith("/") and len(httpx.get(shared.url + script).content) > 500_000
+
+
 @pytest.mark.parametrize("path, body, status, message", [
     ("/retrieve", {"query": "x", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ("/retrieve", {"query": "x", "k": 51}, 422, "k: Input should be less than or equal to 50"),

@@ -42,15 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-overlap", type=int, default=Settings().chunk_overlap)
     parser.add_argument("--titles", action="store_true",
                         help="also score chunks embedded and keyword-indexed under their document's title")
+    parser.add_argument("--title-field", action="store_true",
+                        help="also score each document's title on its own (embedded alone) as a document bonus")
+    parser.add_argument("--vectors", type=Path, metavar="FILE.npz",
+                        help="keep the chunk and claim vectors here and reuse them while the chunks are the same")
     args = parser.parse_args(argv)
-    runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles)
+    runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles,
+                   args.vectors, args.title_field)
     print(f"{'variant':<52} {'tune':>7} {'test':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test in study(runs):
         print(f"{name:<52} {tune:>7.4f} {test:>7.4f}")
     return 0
 
 
-def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]:
+def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path | None = None,
+            title_field: bool = False) -> list[dict]:
     """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents.
     With `titles`, also the dense and BM25 rankings of chunks prefixed with their document's title
     (chunks after a document's first do not contain it)."""
@@ -61,6 +67,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]
 
     docs, _ = load_documents(sorted((bench / "corpus").glob("*.txt")), settings.max_file_bytes)
     ids, texts, owner, titled = [], [], [], []
+    title_of = {Path(doc.source).name: doc.title for doc in docs}
     for doc in docs:
         for chunk in chunk_document(doc, settings):
             ids.append(chunk.id)
@@ -69,9 +76,16 @@ def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]
             titled.append(f"{doc.title}\n\n{chunk.text}" if chunk.index and doc.title else chunk.text)
     print(f"{len(docs)} documents, {len(texts)} chunks; embedding…", file=sys.stderr)
     model = get_embedder(settings)
-    vectors = np.asarray(model.get_text_embedding_batch(texts), dtype=np.float32)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
-    queries = np.asarray(model.get_text_embedding_batch([r["question"] for r in rows]), dtype=np.float32)
+    claims = [r["question"] for r in rows]
+    key = hashlib.sha256(json.dumps([settings.embed_model, texts, claims]).encode()).hexdigest()
+    if saved and saved.exists() and str(np.load(saved)["key"]) == key:
+        vectors, queries = np.load(saved)["vectors"], np.load(saved)["queries"]
+    else:
+        vectors = np.asarray(model.get_text_embedding_batch(texts), dtype=np.float32)
+        queries = np.asarray(model.get_text_embedding_batch(claims), dtype=np.float32)
+        if saved:
+            np.savez(saved, key=key, vectors=vectors, queries=queries)
     keyword = KeywordIndex.build(ids, texts, owner)
     titled_vectors, titled_keyword = None, None
     if titles:
@@ -82,6 +96,16 @@ def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]
                                              dtype=np.float32)
         titled_keyword = KeywordIndex.build(ids, titled, owner)
     where = {i: n for i, n in zip(ids, owner)}
+    if title_field:
+        names = sorted(title_of)
+        title_file = saved.with_suffix(".titles.npz") if saved else None
+        if title_file and title_file.exists() and list(np.load(title_file)["names"]) == names:
+            title_vectors = np.load(title_file)["vectors"]
+        else:
+            title_vectors = np.asarray(model.get_text_embedding_batch([title_of[n] or n for n in names]),
+                                       dtype=np.float32)
+            if title_file:
+                np.savez(title_file, names=np.asarray(names), vectors=title_vectors)
 
     def dense(matrix: np.ndarray, query: np.ndarray) -> Ranking:
         scores = matrix @ query
@@ -95,6 +119,9 @@ def collect(bench: Path, settings: Settings, titles: bool = False) -> list[dict]
                "dense": dense(vectors, query),
                "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
                "bm25_documents": document_hits}
+        if title_field:
+            similarity = title_vectors @ query
+            run["title_dense"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
         if titles:
             run["dense_titled"] = dense(titled_vectors, query)
             run["bm25_titled"] = [(f"{where[i]}#{i}", s) for i, s in titled_keyword.search(row["question"], DEPTH)]
@@ -128,6 +155,11 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
         scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
         d, c = max(scored, key=lambda w: scored[w][0])
         rows.append((f"score fusion, {depth} each: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
+    if "title_dense" in runs[0]:
+        rows.append(("dense, titles alone (documents)", *score(runs, lambda r: r["title_dense"])))
+        for weight in (0.05, 0.1, 0.15, 0.2, 0.3):
+            rows.append((f"rag.search + title similarity x {weight} to a document's best chunk",
+                         *score(runs, lambda r, w=weight: with_title(r, w))))
     if "dense_titled" in runs[0]:
         rows.append(("dense, chunks under their title", *score(runs, lambda r: r["dense_titled"])))
         rows.append(("BM25, chunks under their title", *score(runs, lambda r: r["bm25_titled"])))
@@ -149,6 +181,21 @@ def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = C
     names = [n for n, _ in run[dense_key][:depth] + run[bm25_key][:depth]]
     return list(fuse(run[dense_key][:depth], run[bm25_key][:depth], run["bm25_documents"][:depth],
                      {n: n.split("#")[0] for n in names}, (dense, chunk, 1 - dense - chunk)).items())
+
+
+def with_title(run: dict, weight: float) -> Ranking:
+    """rag.search's fusion, then each candidate document's title similarity (divided by the best title's)
+    added to its best chunk."""
+    fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
+    titles = dict(run["title_dense"])
+    best = max(titles.values(), default=0.0) or 1.0
+    seen: set[str] = set()
+    for name in sorted(fused, key=lambda n: -fused[n]):
+        document = name.split("#")[0]
+        if document not in seen:
+            seen.add(document)
+            fused[name] += weight * titles.get(document, 0.0) / best
+    return list(fused.items())
 
 
 def score(runs: list[dict], rank: Callable[[dict], Ranking]) -> tuple[float, float]:
