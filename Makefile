@@ -22,10 +22,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# No file watcher: it watched .venv and the data dir and overflowed inotify; nobody edits app.py while reading.
 run: $(STAMP)
 	$(VENV)/bin/rag ingest --if-empty
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
+		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal \
+		--server.fileWatcherType none
 
 # Debian's Chromium for the browser test (Playwright drives it; its own browser download cannot work offline).
 browser:

@@ -276,13 +276,20 @@ def app_from_env() -> FastAPI:
     """The app as each worker process builds it (settings from the environment), model loaded."""
     from rag.redact import install
 
+    import os
+    import sys
+    import time
+
     settings = Settings.from_env()
     install(settings)  # each worker process: log level, secrets redacted
     app = create_app(settings)
+    started = time.perf_counter()
     try:
         app.state.pipeline.warm_up(sentences=WARM_SENTENCES)  # the model and sentence vectors, before requests
-    except RagError:
-        pass  # /healthz reports it; requests get the error
+        state = f"model loaded and index open in {time.perf_counter() - started:.1f} s"
+    except RagError as exc:
+        state = f"not ready to answer: {exc}"  # /healthz reports it too; requests get the error
+    print(f"rag serve: worker {os.getpid()}: {state}", file=sys.stderr, flush=True)
     return app
 
 
@@ -290,17 +297,21 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """Run the API. With several workers each is a process with its own model: Python threads share one
     core for the model's Python parts, processes use them all. Settings reach workers through the env."""
     import os
-
-    import uvicorn
+    import sys
 
     os.environ["RAG_DATA_DIR"] = str(settings.data_dir)
     os.environ["RAG_CORPUS_DIR"] = str(settings.corpus_dir)
     # Concurrency comes from requests (threads, batched queries, worker processes), not from each model
     # call spreading over every core: one math thread per process measured ~35 % more throughput here.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"rag serve: {workers} worker(s) loading the model and opening the index in {settings.data_dir}…",
+          file=sys.stderr, flush=True)
+    import uvicorn
+
+    # uvicorn's own start-up lines (its "Uvicorn running on http://…" once it listens), no access log
+    options = {"host": host, "port": port, "log_level": "info", "access_log": False,
+               "timeout_graceful_shutdown": SHUTDOWN_SECONDS}
     if workers == 1:
-        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+        uvicorn.run(app_from_env(), **options)
     else:
-        uvicorn.run("rag.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+        uvicorn.run("rag.server:app_from_env", factory=True, workers=workers, **options)

@@ -54,6 +54,14 @@ def test_sources_healthz_and_openapi(shared):
     assert {"/retrieve", "/ask", "/ask/stream", "/ingest", "/sources", "/healthz"} <= set(spec["paths"])
 
 
+def test_start_up_says_what_it_is_doing_and_where_it_listens(shared):
+    shared.log.flush()
+    printed = (shared.data_dir / "serve.log").read_text()
+    loading, ready = printed.index("loading the model and opening the index"), printed.index("model loaded")
+    assert loading < ready < printed.index(f"Uvicorn running on {shared.url}")
+    assert "POST /retrieve" not in printed  # no access log
+
+
 @pytest.mark.parametrize("page, asset", [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")])
 def test_api_docs_load_their_scripts_from_the_server_not_a_cdn(shared, page, asset):
     html = httpx.get(shared.url + page).text
