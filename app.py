@@ -7,12 +7,16 @@ never as HTML, never as live Markdown.
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from rag import Pipeline, RagError, Settings
 from rag.config import MODES
+from rag.conversations import Conversations, to_markdown
+from rag.errors import ConversationsUnavailable
 from rag.render import anchor_id, answer_markdown, escape_markdown, quote_in_context
 
 st.set_page_config(page_title="Ask the news, with citations", page_icon="📰")
@@ -26,6 +30,24 @@ def load_pipeline(settings: Settings) -> Pipeline:
 
     install(settings)  # secrets redacted from every log line, whatever the level
     return Pipeline(settings)
+
+
+@st.cache_resource(show_spinner=False)
+def load_conversations(data_dir: Path) -> Conversations:
+    return Conversations(data_dir)
+
+
+def conversations(pipeline: Pipeline) -> Conversations:
+    """The saved chats; when their file cannot be used, chats kept for this browser session only."""
+    chats = load_conversations(pipeline.settings.data_dir)
+    try:
+        chats.list()
+        return chats
+    except ConversationsUnavailable as exc:
+        st.sidebar.error(escape_markdown(str(exc), inline=True))
+        if "session_chats" not in st.session_state:
+            st.session_state.session_chats = Conversations(Path(tempfile.mkdtemp(prefix="rag-chats-")))
+        return st.session_state.session_chats
 
 
 def ensure_index(pipeline: Pipeline) -> None:
@@ -42,7 +64,10 @@ _KIND_CAPTIONS = {"overview": "Overview: the central sentences of the articles",
                   "articles": "The articles in the index"}
 
 
-def render_answer(message: dict[str, Any], index: int) -> None:
+def render_answer(message: dict[str, Any], index: int, model: str = "") -> None:
+    if message.get("error"):
+        st.error(f"Not answered: {escape_markdown(message['error'], inline=True)}", icon="⚠️")
+        return
     if message.get("notice"):
         st.info(message["notice"], icon="ℹ️")
     if message["abstained"]:
@@ -51,6 +76,8 @@ def render_answer(message: dict[str, Any], index: int) -> None:
         if message.get("kind") in _KIND_CAPTIONS:
             st.caption(_KIND_CAPTIONS[message["kind"]])
         st.markdown(answer_markdown(message["answer"], {c["id"] for c in message["citations"]}, index))
+        st.caption(f"Answered by {escape_markdown(model, inline=True)} from the passages below"
+                   if message.get("mode") == "llm" else "Answered offline: sentences quoted from the articles")
     for conflict in message.get("conflicts") or []:
         first, second = conflict["citations"]
         st.warning(f"The sources disagree on {escape_markdown(conflict['about'])}: "
@@ -99,12 +126,30 @@ def answer_message(pipeline: Pipeline, answer: Any) -> dict[str, Any]:
     return message
 
 
-def ask(pipeline: Pipeline, question: str) -> None:
-    history = st.session_state.messages
-    asked = [m["content"] for m in history if m["role"] == "user"]
-    with st.chat_message("user"):
-        st.text(question)
-    history.append({"role": "user", "content": question})
+def render_chat(messages: list[dict[str, Any]], model: str) -> list[int]:
+    """Each question with its answer under it; returns the positions of questions not answered yet
+    (sent while another was being answered, or cut short by a reload), oldest first."""
+    answers = {m["for"]: m for m in messages if m["role"] == "assistant" and "for" in m}
+    pending = []
+    for position, message in enumerate(messages):
+        if message["role"] != "user":
+            continue
+        with st.chat_message("user"):
+            st.text(message["content"])
+        if position in answers:
+            with st.chat_message("assistant"):
+                render_answer(answers[position], position, model)
+        else:
+            pending.append(position)
+    return pending
+
+
+def answer_pending(pipeline: Pipeline, chats: Conversations, chat: int, messages: list[dict[str, Any]],
+                   position: int) -> None:
+    """Answer the question at `position`; the answer (or the error) is saved before it is shown, so a
+    rerun started by the next question never loses it."""
+    question = messages[position]["content"]
+    earlier = [m["content"] for m in messages[:position] if m["role"] == "user"]
     with st.chat_message("assistant"):
         streamed = st.empty()
         tokens: list[str] = []
@@ -115,16 +160,14 @@ def ask(pipeline: Pipeline, question: str) -> None:
 
         try:
             with st.spinner("Searching the articles…"):
-                answer = pipeline.ask(question, asked, k=st.session_state.k, mode=st.session_state.mode,
+                answer = pipeline.ask(question, earlier, k=st.session_state.k, mode=st.session_state.mode,
                                       on_token=on_token)
-        except RagError as exc:
-            streamed.empty()
-            st.error(escape_markdown(str(exc), inline=True))
-            return
+            message = {**answer_message(pipeline, answer), "for": position}
+        except RagError as exc:  # shown in place; the question stays in the chat, "Ask again" repeats it
+            message = {"role": "assistant", "for": position, "question": question, "error": str(exc)}
+        chats.append(chat, message)
         streamed.empty()
-        message = answer_message(pipeline, answer)
-        history.append(message)
-        render_answer(message, len(history) - 1)
+        render_answer(message, position, pipeline.settings.openai_model)
 
 
 # ---- the sidebar
@@ -154,8 +197,58 @@ def sidebar(pipeline: Pipeline) -> None:
         if st.session_state.mode == "llm" and not (settings.openai_api_key or settings.openai_base_url):
             st.warning("LLM mode needs OPENAI_API_KEY (or OPENAI_BASE_URL): answers stay extractive until then.")
         st.slider("Passages to read (k)", 1, 20, key="k")
-        if st.button("Clear chat"):
-            st.session_state.messages = []
+
+
+def chat_sidebar(chats: Conversations, chat: int | None, messages: list[dict[str, Any]]) -> None:
+    """The saved chats: start one, switch, rename, export as Markdown, delete (after a confirmation)."""
+    with st.sidebar:
+        st.header("Chats")
+        st.button("New chat", icon="➕", use_container_width=True, on_click=open_chat, args=(None,))
+        for saved in chats.list()[:50]:
+            st.button(saved.title, key=f"chat-{saved.id}", use_container_width=True,
+                      type="primary" if saved.id == chat else "secondary", on_click=open_chat, args=(saved.id,))
+        if chat is None:
+            return
+        title = chats.get(chat).title
+        with st.expander("This chat"):
+            with st.form(f"rename-{chat}", border=False):
+                renamed = st.text_input("Name", value=title, max_chars=80)
+                if st.form_submit_button("Rename") and renamed.strip() != title:
+                    try:
+                        chats.rename(chat, renamed)
+                    except RagError as exc:  # e.g. an empty name: the chat keeps its name
+                        st.error(escape_markdown(str(exc), inline=True))
+                    else:
+                        st.rerun()
+            st.download_button("Export as Markdown", to_markdown(title, messages), icon="⬇️",
+                               file_name=f"chat-{chat}.md", mime="text/markdown", use_container_width=True)
+            if st.session_state.get("deleting") != chat:
+                st.button("Delete this chat", icon="🗑️", use_container_width=True,
+                          on_click=lambda: st.session_state.update(deleting=chat))
+            else:
+                st.warning(f"Delete “{escape_markdown(title, inline=True)}” and its answers? This cannot be undone.")
+                yes, no = st.columns(2)
+                if yes.button("Delete", type="primary"):
+                    chats.delete(chat)
+                    st.session_state.deleting = None
+                    open_chat(None)
+                    st.rerun()
+                no.button("Keep", on_click=lambda: st.session_state.update(deleting=None))
+
+
+def open_chat(chat: int | None) -> None:
+    """Show a saved chat (kept in the address, so a reload shows it again), or a new empty one."""
+    if chat is None:
+        st.query_params.pop("chat", None)
+    else:
+        st.query_params["chat"] = str(chat)
+
+
+def current_chat(chats: Conversations) -> int | None:
+    wanted = st.query_params.get("chat", "")
+    if wanted.isdigit() and any(c.id == int(wanted) for c in chats.list()):
+        return int(wanted)
+    return None  # a new chat: saved with its first question
 
 
 def upload_articles(pipeline: Pipeline) -> None:
@@ -182,7 +275,6 @@ def main() -> None:
     except RagError as exc:  # e.g. a nonsense setting in the environment
         st.error(escape_markdown(str(exc), inline=True))
         st.stop()
-    st.session_state.setdefault("messages", [])
     st.session_state.setdefault("mode", pipeline.settings.mode)
     st.session_state.setdefault("k", pipeline.settings.k)
     st.title("Ask the news")
@@ -195,18 +287,24 @@ def main() -> None:
         st.error(escape_markdown(str(exc), inline=True))
         st.stop()
     sidebar(pipeline)
-    for index, message in enumerate(st.session_state.messages):
-        with st.chat_message(message["role"]):
-            if message["role"] == "assistant":
-                render_answer(message, index)
-            else:
-                st.text(message["content"])
+    chats = conversations(pipeline)
+    chat = current_chat(chats)
     typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")
     # A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
     linked = st.query_params.get("q") if not st.session_state.get("asked_link") else None
     st.session_state["asked_link"] = True
     if question := typed or linked:
-        ask(pipeline, question)
+        # Saved before anything is answered: a question sent while another is being answered reruns this
+        # script, and is then queued behind it rather than lost.
+        if chat is None:
+            chat = chats.create().id
+            open_chat(chat)
+        chats.append(chat, {"role": "user", "content": question})
+    st.session_state["chat"] = chat
+    messages = chats.messages(chat) if chat is not None else []
+    chat_sidebar(chats, chat, messages)
+    for position in render_chat(messages, pipeline.settings.openai_model):
+        answer_pending(pipeline, chats, chat, messages, position)
 
 
 main()

@@ -9,6 +9,7 @@
     ├── StoreMismatch        the index was built with another embedding model
     ├── StoreBusy            another ingest holds the write lock
     ├── EmbeddingFailed      the embedding model or endpoint failed mid-ingest (what was stored stays)
+    ├── ConversationsUnavailable  the saved chats' SQLite file cannot be opened or read
     └── LLMUnavailable       the LLM endpoint failed (timeout, 5xx, bad reply)
         └── LLMAuthError     the endpoint refused our credentials (never retried)
 """
@@ -70,3 +71,11 @@ class LLMAuthError(LLMUnavailable):
 
 class EmbeddingFailed(RagError):
     pass
+
+
+class ConversationsUnavailable(RagError):
+    """The saved conversations cannot be read or written; the index is not affected."""
+
+    def __init__(self, path: object, cause: Exception):
+        super().__init__(f"saved conversations are unavailable ({type(cause).__name__}: {cause}); the articles "
+                         f"and answers still work. Move {path} aside to start a new conversation list.")

@@ -1,9 +1,13 @@
 """The Streamlit chat, driven by Streamlit's own AppTest against a real index and the real model."""
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import ROOT, free_port
 from streamlit.testing.v1 import AppTest
 
+from rag.conversations import Conversations
 from rag.render import escape_markdown as md
 
 HOSTILE = """Summit venue report
@@ -36,6 +40,11 @@ def shown(elements):
     return "\n".join(e.value for e in elements)
 
 
+def saved(at):
+    """The messages of the chat the app shows, as saved in the data dir's SQLite."""
+    return Conversations(Path(os.environ["RAG_DATA_DIR"])).messages(at.session_state["chat"])
+
+
 @pytest.fixture
 def app(seeded, monkeypatch):
     return start(monkeypatch, seeded.settings.data_dir)
@@ -50,9 +59,9 @@ def fresh(tmp_path, corpus, monkeypatch):
 def test_answer_links_each_marker_to_its_highlighted_source(app):
     ask(app, "Who is Liana Fix?")
     answer = app.markdown[0].value
-    assert "Liana Fix" in answer and "[\\[1\\]](#source-1-1)" in answer
+    assert "Liana Fix" in answer and "[\\[1\\]](#source-0-1)" in answer
     headings = [h for h in app.subheader if h.value.startswith("\\[")]
-    assert headings[0].value.startswith("\\[1\\] ") and headings[0].proto.anchor == "source-1-1"
+    assert headings[0].value.startswith("\\[1\\] ") and headings[0].proto.anchor == "source-0-1"
     contexts = [m.value for m in app.markdown if ":orange-background[" in m.value]
     assert len(contexts) == len(headings) and "Fix" in contexts[0]
     assert md("seeds/") in shown(app.caption)
@@ -74,26 +83,71 @@ def test_follow_up_shows_the_rewritten_query(app):
     ask(app, "How did Moscow react to that?")
     searched = [c.value for c in app.caption if c.value.startswith("Searched for:")]
     assert searched and md("oil companies hit new") in searched[-1]
-    assert len([m for m in app.session_state["messages"] if m["role"] == "user"]) == 2
+    assert len([m for m in saved(app) if m["role"] == "user"]) == 2
     assert not app.help and "None" not in shown(app.markdown)  # re-rendered history shows only the chat
 
 
-def test_clear_chat_empties_the_history(app):
+def test_new_chat_starts_empty_and_the_old_one_stays_saved(app):
     ask(app, "Which Russian oil companies were hit by the new US sanctions?")
-    next(b for b in app.button if b.label == "Clear chat").click().run()
-    assert app.session_state["messages"] == [] and not app.chat_message
+    first = app.session_state["chat"]
+    next(b for b in app.sidebar.button if b.label == "New chat").click().run()
+    assert app.session_state["chat"] is None and not app.chat_message
+    old = next(b for b in app.sidebar.button if b.label == "Which Russian oil companies were hit by the new US sanctions?")
+    old.click().run()
+    assert app.session_state["chat"] == first and "Rosneft" in app.markdown[0].value
+
+
+def test_a_reload_shows_the_same_chat_and_it_can_be_renamed_exported_and_deleted(app, monkeypatch):
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
+    chat = app.session_state["chat"]
+    reloaded = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a new browser session
+    reloaded.query_params["chat"] = str(chat)  # the address the first one had
+    reloaded.run()
+    assert reloaded.session_state["chat"] == chat and "Rosneft" in reloaded.markdown[0].value
+    reloaded.sidebar.text_input[0].set_value("Oil sanctions")
+    next(b for b in reloaded.sidebar.button if b.label == "Rename").click().run()
+    assert any(b.label == "Oil sanctions" for b in reloaded.sidebar.button)
+    [export] = reloaded.sidebar.get("download_button")
+    assert export.proto.label == "Export as Markdown"
+    next(b for b in reloaded.sidebar.button if b.label == "Delete this chat").click().run()
+    assert "This cannot be undone" in shown(reloaded.sidebar.warning)  # asked first: nothing deleted yet
+    assert any(c.id == chat for c in Conversations(Path(os.environ["RAG_DATA_DIR"])).list())
+    next(b for b in reloaded.sidebar.button if b.label == "Delete").click().run()
+    assert all(c.id != chat for c in Conversations(Path(os.environ["RAG_DATA_DIR"])).list())
+    assert reloaded.session_state["chat"] is None
+
+
+def test_questions_sent_while_answering_are_answered_in_order(app):
+    """A question typed during an answer reruns the script; both are saved first, then answered in turn."""
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")
+    chats = Conversations(Path(os.environ["RAG_DATA_DIR"]))
+    chats.append(app.session_state["chat"], {"role": "user", "content": "Who is Liana Fix?"})  # cut short
+    ask(app, "Why was the Budapest summit cancelled?")
+    messages = saved(app)
+    questions = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    answered = {m["for"]: m for m in messages if m["role"] == "assistant"}
+    assert sorted(answered) == questions  # every question answered, none twice
+    assert "Fix" in answered[questions[1]]["answer"] and "Budapest" in answered[questions[2]]["question"]
+
+
+def test_a_failed_answer_shows_its_error_in_place_and_keeps_the_question(app):
+    ask(app, "x" * 2500)
+    assert "Not answered" in shown(app.error) and md("limit is 2,000", inline=True) in shown(app.error)
+    assert saved(app)[0] == {"role": "user", "content": "x" * 2500}
+    ask(app, "Which Russian oil companies were hit by the new US sanctions?")  # the chat goes on
+    assert "Rosneft" in saved(app)[-1]["answer"]
 
 
 def test_settings_change_k_and_mode(app):
     app.slider[0].set_value(2).run()
     ask(app, "Which Russian oil companies were hit by the new US sanctions?")
-    assert len({c["passage_id"] for c in app.session_state["messages"][-1]["citations"]}) <= 2  # k passages read
+    assert len({c["passage_id"] for c in saved(app)[-1]["citations"]}) <= 2  # k passages read
     app.slider[0].set_value(8).run()
     app.radio[0].set_value("llm").run()
     assert "LLM mode needs OPENAI_API_KEY" in shown(app.warning)
     ask(app, "Which Russian oil companies were hit by the new US sanctions?")
     assert md("LLM answer not used") in shown(app.info)  # and the extractive answer is still there
-    assert "Rosneft" in app.session_state["messages"][-1]["answer"]
+    assert "Rosneft" in saved(app)[-1]["answer"]
 
 
 def test_a_link_with_a_question_asks_it_once(seeded, monkeypatch):
@@ -103,7 +157,7 @@ def test_a_link_with_a_question_asks_it_once(seeded, monkeypatch):
     at.run()
     assert "Rosneft" in at.markdown[0].value
     at.run()  # a rerun does not ask again
-    assert len([m for m in at.session_state["messages"] if m["role"] == "user"]) == 1
+    assert len([m for m in saved(at) if m["role"] == "user"]) == 1
 
 
 def test_first_start_indexes_the_corpus_and_shows_its_status(fresh):
@@ -171,7 +225,7 @@ def test_llm_answers_are_cited_and_follow_ups_use_the_llm_rewrite(seeded, llm_se
     at = start(monkeypatch, seeded.settings.data_dir, OPENAI_BASE_URL=llm_server.base_url, OPENAI_API_KEY="k",
                OPENAI_MODEL="cite-ok")
     ask(at, "Why was the Budapest summit cancelled?")
-    assert "(#source-1-1)" in at.markdown[0].value and not at.info
+    assert "(#source-0-1)" in at.markdown[0].value and not at.info
     ask(at, "How did Moscow react to that?")
     searched = [c.value for c in at.caption if c.value.startswith("Searched for:")]
     assert "about\\: Why was the Budapest summit cancelled\\?" in searched[-1]

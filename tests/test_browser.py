@@ -88,7 +88,7 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         started = time.perf_counter()
         chat.fill("Who is Liana Fix?")
         chat.press("Enter")
-        marker = page.locator('a[href="#source-1-1"]:not([aria-label])')
+        marker = page.locator('a[href="#source-0-1"]:not([aria-label])')
         marker.wait_for(timeout=60_000)
         answered = time.perf_counter() - started
         assert "[1]" in marker.inner_text()
@@ -96,15 +96,26 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         # The source entry under the answer (waited for: it can render a moment after the marker).
         expect(page.locator("h3").filter(has_text="[1]").first).to_be_visible()
         marker.click()
-        page.wait_for_function("() => location.hash === '#source-1-1'", timeout=10_000)
-        expect(page.locator("#source-1-1")).to_be_in_viewport()
+        page.wait_for_function("() => location.hash === '#source-0-1'", timeout=10_000)
+        expect(page.locator("#source-0-1")).to_be_in_viewport()
         page.screenshot(path=str(SCREENSHOTS / "answer.png"), full_page=True)
+
+        page.reload()  # the chat is saved and its address names it: a reload shows it again
+        expect(page.locator('a[href="#source-0-1"]:not([aria-label])')).to_be_visible(timeout=60_000)
+        chat = page.get_by_placeholder("Ask about the articles", exact=False)
 
         started = time.perf_counter()
         chat.fill("Did Hungarian officials inspect the Budapest summit venue?")
         chat.press("Enter")
-        page.locator('a[href="#source-3-1"]:not([aria-label])').wait_for(timeout=60_000)
+        page.wait_for_timeout(150)  # a second question while the first is being answered: queued, not lost
+        chat.fill("Which Russian oil companies were sanctioned?")
+        chat.press("Enter")
+        page.locator('a[href="#source-2-1"]:not([aria-label])').wait_for(timeout=60_000)
         warm = time.perf_counter() - started
+        # The queued question's answer (its anchor depends on whether the first answer was saved first)
+        expect(page.locator("[data-testid='stChatMessage']").filter(has_text="Rosneft").last).to_be_visible(
+            timeout=60_000)
+        assert page.get_by_text("Which Russian oil companies were sanctioned?", exact=True).count() >= 1
         page.wait_for_timeout(1500)  # give any injected image time to be requested
         body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
         page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
