@@ -18,6 +18,7 @@ from rag.config import MODES
 from rag.conversations import Conversations, to_markdown
 from rag.errors import ConversationsUnavailable
 from rag.render import anchor_id, answer_markdown, escape_markdown, quote_in_context
+from rag.uploads import is_upload, label
 
 st.set_page_config(page_title="Ask the news, with citations", page_icon="📰")
 EXAMPLE = "Why was the Budapest summit cancelled?"
@@ -179,7 +180,10 @@ def sidebar(pipeline: Pipeline) -> None:
                 if status["indexed_at"] else "never")
         st.caption(f"{status['documents']} documents · {status['chunks']} chunks · "
                    f"{status['duplicate_groups']} near-duplicate group(s) · last indexed {when}")
+        if flash := st.session_state.pop("flash", None):  # what the last action did, shown after its rerun
+            st.success(flash)
         upload_articles(pipeline)
+        library(pipeline)
         if st.button("Re-index the corpus", help="Picks up added, edited and deleted files"):
             bar = st.progress(0.0, text="Re-indexing…")
             try:
@@ -261,11 +265,80 @@ def upload_articles(pipeline: Pipeline) -> None:
             continue
         done.add(file.file_id)
         try:
-            path, report = pipeline.add_upload(file.name, file.getvalue())
+            path, chunks = pipeline.add_upload(file.name, file.getvalue())
         except RagError as exc:
             st.error(escape_markdown(f"{file.name} was not added: {exc}", inline=True))
-        else:
-            st.success(escape_markdown(f"{file.name} added as {path.name} ({report.chunks} chunks)", inline=True))
+        else:  # rerun, so the counts above and the library below include it
+            st.session_state.flash = escape_markdown(f"{path.name} added ({chunks} chunk{'s' * (chunks != 1)})",
+                                                     inline=True)
+            st.rerun()
+
+
+def library(pipeline: Pipeline) -> None:
+    """Every indexed article: what it is, read its cleaned text, remove it (after a confirmation)."""
+    articles = pipeline.sources()
+    with st.expander(f"Browse the {len(articles)} articles"):
+        for article in articles:
+            name = label(article["source"], pipeline.settings)
+            st.markdown(f"**{escape_markdown(article['title'] or name)}**")
+            facts = [article.get("publisher"), article.get("date"), f"{article['chunks']} chunks", name]
+            st.caption(" · ".join(escape_markdown(str(f), inline=True) for f in facts if f))
+            if article["duplicates"]:
+                st.caption("near-duplicate of " + ", ".join(
+                    escape_markdown(label(d, pipeline.settings), inline=True) for d in article["duplicates"]))
+            read, remove = st.columns(2)
+            # The dialogs open from the main script, after the sidebar (not from inside it).
+            for column, action, icon in ((read, "Read", "📖"), (remove, "Remove", "🗑️")):
+                column.button(action, key=f"{action}-{article['source']}", icon=icon, use_container_width=True,
+                              on_click=st.session_state.update, kwargs={"library": (action, article["source"])})
+
+
+def open_library_dialog(pipeline: Pipeline) -> None:
+    """The dialog a library button asked for; it stays asked for until it is closed or dismissed."""
+    action, source = st.session_state.get("library") or (None, None)
+    if action == "Read":
+        read_article(pipeline, source)
+    elif action == "Remove":
+        remove_article(pipeline, source)
+
+
+def close_library_dialog() -> None:
+    st.session_state.pop("library", None)
+
+
+@st.dialog("Article", width="large", on_dismiss=close_library_dialog)
+def read_article(pipeline: Pipeline, source: str) -> None:
+    try:
+        text = pipeline.document_text(source)
+    except (RagError, OSError) as exc:
+        st.error(escape_markdown(str(exc), inline=True))
+        return
+    st.caption(escape_markdown(label(source, pipeline.settings), inline=True))
+    st.text(text)  # as text: never live Markdown from an article
+
+
+@st.dialog("Remove this article?", on_dismiss=close_library_dialog)
+def remove_article(pipeline: Pipeline, source: str) -> None:
+    name = label(source, pipeline.settings)
+    upload = is_upload(source, pipeline.settings)
+    st.markdown(f"**{escape_markdown(name, inline=True)}** leaves the index"
+                + (", and the uploaded file is deleted." if upload else
+                   f". Its file stays in {escape_markdown(str(pipeline.settings.corpus_dir), inline=True)}, so "
+                   "re-indexing the corpus brings it back."))
+    confirm, cancel = st.columns(2)
+    if confirm.button("Remove", type="primary", use_container_width=True):
+        try:
+            chunks = pipeline.remove(source)
+        except RagError as exc:
+            st.error(escape_markdown(str(exc), inline=True))
+            return
+        st.session_state.flash = escape_markdown(f"{name} removed ({chunks} chunk{'s' * (chunks != 1)})",
+                                                 inline=True)
+        close_library_dialog()
+        st.rerun()
+    if cancel.button("Cancel", use_container_width=True):
+        close_library_dialog()
+        st.rerun()
 
 
 # ---- the page
@@ -287,6 +360,7 @@ def main() -> None:
         st.error(escape_markdown(str(exc), inline=True))
         st.stop()
     sidebar(pipeline)
+    open_library_dialog(pipeline)
     chats = conversations(pipeline)
     chat = current_chat(chats)
     typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")

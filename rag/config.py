@@ -152,6 +152,11 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
+    def uploads_dir(self) -> Path:
+        """Where articles added through the chat or the API are kept (indexed with the corpus)."""
+        return self.data_dir / "uploads"
+
+    @property
     def models_dir(self) -> Path:
         if self.model_cache_dir:
             return Path(self.model_cache_dir)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from rag import injection, sentence_store
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
-from rag.errors import EmbeddingFailed, RagError, StoreBusy, StoreDamaged
+from rag.errors import EmbeddingFailed, InputRejected, RagError, StoreBusy, StoreDamaged
 from rag.keyword import KeywordIndex, ids_digest
 from rag.manifest import Manifest
 from rag.text import is_valid_text
@@ -141,10 +142,19 @@ def display_path(path: Path) -> str:
 
 def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None, *, rebuild: bool = False,
            progress: ProgressCallback | None = None) -> IngestReport:
-    """Index files or directories (default: the corpus directory). One writer at a time."""
+    """Index files or directories (default: the corpus directory and the uploads folder). One writer
+    at a time."""
+    settings = settings or Settings.from_env()
+    default = [settings.corpus_dir] + ([settings.uploads_dir] if settings.uploads_dir.is_dir() else [])
+    with _writer(settings):
+        return _ingest_locked([Path(p) for p in (paths or default)], settings, rebuild, progress)
+
+
+@contextmanager
+def _writer(settings: Settings) -> Iterator[None]:
+    """The data dir's write lock: one ingest or removal at a time, a clear error for the second."""
     from filelock import FileLock, Timeout
 
-    settings = settings or Settings.from_env()
     settings.check_data_dir(write=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.data_dir / "ingest.lock"), timeout=0)
@@ -153,9 +163,35 @@ def ingest(paths: Sequence[Path] | None = None, settings: Settings | None = None
     except Timeout:
         raise StoreBusy(f"another ingest is running on {settings.data_dir}; try again when it finishes") from None
     try:
-        return _ingest_locked([Path(p) for p in (paths or [settings.corpus_dir])], settings, rebuild, progress)
+        yield
     finally:
         lock.release()
+
+
+def remove(sources: Sequence[str], settings: Settings) -> int:
+    """Take documents (named by their `source`, as `rag sources` lists them) out of the index; their
+    files are left where they are. Returns how many chunks went. Published like an ingest: readers see
+    the old index or the new one, never half of each."""
+    from rag.embeddings import embedding_dimension
+    from vectorstore import open_store
+
+    with _writer(settings):
+        manifest = Manifest(settings.data_dir)
+        keys = {key for key, entry in manifest.documents.items() if entry["source"] in set(sources)}
+        unknown = set(sources) - {manifest.documents[key]["source"] for key in keys}
+        if unknown:
+            raise InputRejected(f"not an indexed document: {', '.join(sorted(unknown))}")
+        store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
+        stale = set().union(*(store.ids_for_path(key) for key in keys))
+        for key in keys:
+            del manifest.documents[key]
+        for entry in manifest.documents.values():
+            entry["duplicates"] = [s for s in entry.get("duplicates", []) if s not in set(sources)]
+        published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents))
+        manifest.save()
+        store.publish(ids_digest(published))
+        store.delete(stale)
+        return len(stale)
 
 
 def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,

@@ -70,12 +70,26 @@ class Pipeline:
                 "duplicate_groups": len(groups), "indexed_at": manifest.indexed_at,
                 "corpus_dir": str(self.settings.corpus_dir)}
 
-    def add_upload(self, filename: str, data: bytes):
-        """Save an uploaded article into the corpus directory and index it. Returns (path, IngestReport)."""
+    def add_upload(self, filename: str, data: bytes) -> tuple[Path, int]:
+        """Save an uploaded article into the uploads folder and index it. Returns (its path, its own
+        chunk count)."""
         from rag.uploads import save_upload
 
         path, _ = save_upload(filename, data, self.settings)
-        return path, self.ingest([path])
+        self.ingest([path])
+        return path, next((d["chunks"] for d in self.sources() if d["source"] == str(path)), 0)
+
+    def remove(self, source: str) -> int:
+        """Take a document out of the index (as `sources()` names it); an upload's file is deleted too,
+        a corpus file stays (and comes back with the next full ingest). Returns the chunks removed."""
+        from rag.ingest import remove
+        from rag.uploads import is_upload
+
+        removed = remove([source], self.settings)
+        self._searcher = None
+        if is_upload(source, self.settings):
+            Path(source).unlink(missing_ok=True)
+        return removed
 
     def is_empty(self) -> bool:
         return not Manifest.read(self.settings.data_dir).documents

@@ -166,15 +166,28 @@ def test_first_start_indexes_the_corpus_and_shows_its_status(fresh):
     assert "Malaysia" in fresh.markdown[0].value
 
 
-def test_upload_is_saved_under_a_generated_name_and_indexed(fresh, corpus):
+def test_upload_is_kept_under_its_name_counted_on_its_own_and_listed(fresh, corpus, tmp_path):
     fresh.sidebar.file_uploader[0].set_value(("../../outside.txt", HOSTILE.encode(), "text/plain")).run()
     assert not fresh.exception
-    assert md("outside.txt added as upload-", inline=True) in shown(fresh.sidebar.success)
-    saved = [p.name for p in corpus.iterdir() if p.name.startswith("upload-")]
-    assert len(saved) == 1 and saved[0].endswith(".txt")
-    assert not (corpus.parent.parent / "outside.txt").exists()
-    fresh.run()
-    assert "3 documents" in shown(fresh.sidebar.caption)
+    assert md("outside.txt added (1 chunk)", inline=True) in shown(fresh.sidebar.success)
+    assert [p.name for p in (tmp_path / "data" / "uploads").iterdir()] == ["outside.txt"]
+    assert not [p for p in corpus.iterdir() if "outside" in p.name] and not (corpus.parent.parent / "outside.txt").exists()
+    assert "3 documents" in shown(fresh.sidebar.caption)  # the counts are current at once
+    assert "Browse the 3 articles" in [e.label for e in fresh.sidebar.expander]
+    assert md("outside.txt", inline=True) in shown(fresh.sidebar.caption)
+
+
+def test_the_library_opens_an_article_and_removes_one_after_a_confirmation(fresh, tmp_path):
+    fresh.sidebar.file_uploader[0].set_value(("venue.txt", HOSTILE.encode(), "text/plain")).run()
+    upload = tmp_path / "data" / "uploads" / "venue.txt"
+    next(b for b in fresh.sidebar.button if b.key == f"Read-{upload}").click().run()
+    assert not fresh.exception and any("Budapest summit venue" in t.value for t in fresh.text)
+    next(b for b in fresh.sidebar.button if b.key == f"Remove-{upload}").click().run()
+    assert "the uploaded file is deleted" in shown(fresh.markdown) and upload.exists()  # asked, nothing done yet
+    [confirm] = [b for b in fresh.button if b.label == "Remove" and not (b.key or "").startswith("Remove-")]
+    confirm.click().run()
+    assert not upload.exists() and "2 documents" in shown(fresh.sidebar.caption)
+    assert md("venue.txt removed (1 chunk)", inline=True) in shown(fresh.sidebar.success)
 
 
 @pytest.mark.parametrize("name, data, reason", [

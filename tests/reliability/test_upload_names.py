@@ -1,5 +1,5 @@
-"""13. Uploaded articles (the chat's upload, the API's /ingest): checked like corpus files, saved under a
-generated name inside the corpus directory, whatever name they came with; odd types refused."""
+"""13. Uploaded articles (the chat's upload, the API's /ingest): checked like corpus files, saved in the
+data dir's uploads folder under their own name made safe (never a path of theirs); odd types refused."""
 
 import pytest
 
@@ -9,18 +9,23 @@ from rag.uploads import save_upload
 ARTICLE = b"Officials inspected the summit venue on Monday and said it was ready.\n"
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd.txt", "/abs/path.md", "CON.txt", "a\x00b.txt", "..\\win.html"])
-def test_the_uploaded_name_never_becomes_the_path(settings, name):
+@pytest.mark.parametrize("name, saved", [
+    ("../../etc/passwd.txt", "passwd.txt"), ("/abs/path.md", "path.md"), ("CON.txt", "CON.txt"),
+    ("a\x00b.txt", "ab.txt"), ("..\\win.html", "win.html"), (".hidden.txt", "hidden.txt"),
+    ("Über <Sanktionen>: “Öl”.txt", "Über -Sanktionen- -Öl.txt"), ("....txt", "upload.txt"),
+])
+def test_the_uploaded_name_is_kept_safe_and_never_becomes_a_path(settings, name, saved):
     path, new = save_upload(name, ARTICLE, settings)
-    assert new and path.parent == settings.corpus_dir and path.name.startswith("upload-")
-    assert path.read_bytes() == ARTICLE
+    assert new and path.parent == settings.uploads_dir and path.name == saved
+    assert path.read_bytes() == ARTICLE and not settings.corpus_dir.exists()
 
 
-def test_the_same_article_twice_is_one_file(settings):
+def test_the_same_article_twice_is_one_file_and_a_taken_name_gets_a_number(settings):
     first, new = save_upload("a.txt", ARTICLE, settings)
     second, again = save_upload("b.txt", ARTICLE, settings)
     assert first == second and new and not again
-    assert len(list(settings.corpus_dir.iterdir())) == 1
+    other, _ = save_upload("a.txt", ARTICLE + b"More.\n", settings)
+    assert [p.name for p in sorted(settings.uploads_dir.iterdir())] == ["a-2.txt", "a.txt"] and other.name == "a-2.txt"
 
 
 @pytest.mark.parametrize("name, data, reason", [
@@ -33,7 +38,7 @@ def test_the_same_article_twice_is_one_file(settings):
 def test_bad_uploads_are_refused_and_nothing_is_written(settings, name, data, reason):
     with pytest.raises(InputRejected, match=reason):
         save_upload(name, data, settings)
-    assert not settings.corpus_dir.exists() or not list(settings.corpus_dir.iterdir())
+    assert not settings.uploads_dir.exists() or not list(settings.uploads_dir.iterdir())
 
 
 def test_size_limit(settings):
@@ -54,6 +59,7 @@ def test_api_ingest_names_never_become_paths(tmp_path, corpus, rag_server):
     refused = httpx.post(f"{server.url}/ingest", headers=auth, timeout=60,
                          json={"documents": [{"filename": "run.exe", "text": "MZ"}]})
     assert refused.status_code == 422 and "unsupported file type '.exe'" in refused.json()["error"]
-    saved = sorted(p.name for p in corpus.iterdir())
-    assert len([s for s in saved if s.startswith("upload-")]) == len(names)
-    assert all(p.parent == corpus for p in corpus.rglob("*")) and not (tmp_path / "absolute.md").exists()
+    uploads = tmp_path / "data" / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["absolute.md", "passwd.txt", "win.html", "x.txt"]
+    assert all(p.parent == uploads for p in uploads.rglob("*")) and not (tmp_path / "absolute.md").exists()
+    assert sorted(p.name for p in corpus.iterdir()) == sorted(["002_f2e8e39dc4325990.txt", "004_936fb12f57722203.txt"])
