@@ -240,6 +240,17 @@ def chat_sidebar(chats: Conversations, chat: int | None, messages: list[dict[str
                 no.button("Keep", on_click=lambda: st.session_state.update(deleting=None))
 
 
+def suggest(pipeline: Pipeline) -> None:
+    """An empty chat offers questions drawn from the index (its overview and article titles)."""
+    from rag.chat import suggested_questions
+
+    questions = suggested_questions(pipeline.sources())
+    if questions:
+        st.caption("Try one of these, or ask in your own words below:")
+    for n, question in enumerate(questions):
+        st.button(question, key=f"suggested-{n}", on_click=st.session_state.update, kwargs={"suggested": question})
+
+
 def open_chat(chat: int | None) -> None:
     """Show a saved chat (kept in the address, so a reload shows it again), or a new empty one."""
     if chat is None:
@@ -367,7 +378,7 @@ def main() -> None:
     # A link like /?q=Why+was+the+Budapest+summit+cancelled%3F asks its question once: shareable questions.
     linked = st.query_params.get("q") if not st.session_state.get("asked_link") else None
     st.session_state["asked_link"] = True
-    if question := typed or linked:
+    if question := typed or linked or st.session_state.pop("suggested", None):
         # Saved before anything is answered: a question sent while another is being answered reruns this
         # script, and is then queued behind it rather than lost.
         if chat is None:
@@ -377,6 +388,8 @@ def main() -> None:
     st.session_state["chat"] = chat
     messages = chats.messages(chat) if chat is not None else []
     chat_sidebar(chats, chat, messages)
+    if not messages:
+        suggest(pipeline)
     for position in render_chat(messages, pipeline.settings.openai_model):
         answer_pending(pipeline, chats, chat, messages, position)
 

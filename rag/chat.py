@@ -99,3 +99,16 @@ def condense_with_llm(question: str, history: Sequence[str] | None, settings: "S
     if not rewritten or len(rewritten) > settings.max_question_chars or "\n" in reply.strip():
         return condense(question, history)
     return rewritten
+
+
+def suggested_questions(sources: Sequence[dict], n: int = 3) -> list[str]:
+    """Questions to offer on an empty chat, drawn from the index itself: the corpus-wide overview, then
+    one question per article title, newest stated date first, one article per near-duplicate group."""
+    seen: set[str] = set()
+    titled = []
+    for doc in sorted(sources, key=lambda d: (d.get("date") or "", d["title"]), reverse=True):
+        group = {doc["source"], *doc.get("duplicates", [])}
+        if doc["title"] and not group & seen:
+            titled.append(f"What do the articles say about “{doc['title']}”?")
+        seen |= group
+    return ["Summarize the articles.", *titled][:n]

@@ -97,6 +97,17 @@ def test_new_chat_starts_empty_and_the_old_one_stays_saved(app):
     assert app.session_state["chat"] == first and "Rosneft" in app.markdown[0].value
 
 
+def test_an_empty_chat_suggests_questions_from_the_articles_and_asks_one(app, seeded):
+    suggestions = [b for b in app.main.button if b.key and b.key.startswith("suggested-")]
+    titles = {d["title"] for d in seeded.sources()}
+    assert suggestions[0].label == "Summarize the articles."
+    assert len(suggestions) == 3 and all(any(t in b.label for t in titles) for b in suggestions[1:])
+    suggestions[1].click().run()
+    messages = saved(app)
+    assert messages[0]["content"] == suggestions[1].label and messages[1]["role"] == "assistant"
+    assert not [b for b in app.main.button if b.key and b.key.startswith("suggested-")]
+
+
 def test_a_reload_shows_the_same_chat_and_it_can_be_renamed_exported_and_deleted(app, monkeypatch):
     ask(app, "Which Russian oil companies were hit by the new US sanctions?")
     chat = app.session_state["chat"]

@@ -55,3 +55,16 @@ def test_removing_an_unknown_article_changes_nothing(library):
     with pytest.raises(InputRejected, match="not an indexed document: nowhere.txt"):
         library.remove("nowhere.txt")
     assert library.sources() == before
+
+
+def test_suggested_questions_come_from_titles_newest_first_one_per_duplicate_group():
+    from rag.chat import suggested_questions
+
+    sources = [{"source": "a", "title": "Old story", "date": "2025-01-01", "duplicates": []},
+               {"source": "b", "title": "New story", "date": "2025-10-22", "duplicates": ["c"]},
+               {"source": "c", "title": "New story, reprinted", "date": "2025-10-22", "duplicates": ["b"]},
+               {"source": "d", "title": "", "date": None, "duplicates": []}]
+    assert suggested_questions(sources, 4) == ["Summarize the articles.",
+                                               "What do the articles say about “New story, reprinted”?",
+                                               "What do the articles say about “Old story”?"]
+    assert suggested_questions([], 3) == ["Summarize the articles."]
