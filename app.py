@@ -164,7 +164,7 @@ def answer_pending(pipeline: Pipeline, chats: Conversations, chat: int, messages
                 answer = pipeline.ask(question, earlier, k=st.session_state.k, mode=st.session_state.mode,
                                       on_token=on_token)
             message = {**answer_message(pipeline, answer), "for": position}
-        except RagError as exc:  # shown in place; the question stays in the chat, "Ask again" repeats it
+        except RagError as exc:  # shown in place, under the question, which stays in the chat
             message = {"role": "assistant", "for": position, "question": question, "error": str(exc)}
         chats.append(chat, message)
         streamed.empty()
@@ -209,7 +209,7 @@ def chat_sidebar(chats: Conversations, chat: int | None, messages: list[dict[str
         st.header("Chats")
         st.button("New chat", icon="➕", use_container_width=True, on_click=open_chat, args=(None,))
         for saved in chats.list()[:50]:
-            st.button(saved.title, key=f"chat-{saved.id}", use_container_width=True,
+            st.button(escape_markdown(saved.title, inline=True), key=f"chat-{saved.id}", use_container_width=True,
                       type="primary" if saved.id == chat else "secondary", on_click=open_chat, args=(saved.id,))
         if chat is None:
             return
@@ -248,7 +248,8 @@ def suggest(pipeline: Pipeline) -> None:
     if questions:
         st.caption("Try one of these, or ask in your own words below:")
     for n, question in enumerate(questions):
-        st.button(question, key=f"suggested-{n}", on_click=st.session_state.update, kwargs={"suggested": question})
+        st.button(escape_markdown(question, inline=True), key=f"suggested-{n}", on_click=st.session_state.update,
+                  kwargs={"suggested": question})  # (a label is Markdown: an article title is shown as text)
 
 
 def open_chat(chat: int | None) -> None:

@@ -92,7 +92,7 @@ def test_new_chat_starts_empty_and_the_old_one_stays_saved(app):
     first = app.session_state["chat"]
     next(b for b in app.sidebar.button if b.label == "New chat").click().run()
     assert app.session_state["chat"] is None and not app.chat_message
-    old = next(b for b in app.sidebar.button if b.label == "Which Russian oil companies were hit by the new US sanctions?")
+    old = next(b for b in app.sidebar.button if b.key == f"chat-{first}")
     old.click().run()
     assert app.session_state["chat"] == first and "Rosneft" in app.markdown[0].value
 
@@ -100,11 +100,11 @@ def test_new_chat_starts_empty_and_the_old_one_stays_saved(app):
 def test_an_empty_chat_suggests_questions_from_the_articles_and_asks_one(app, seeded):
     suggestions = [b for b in app.main.button if b.key and b.key.startswith("suggested-")]
     titles = {d["title"] for d in seeded.sources()}
-    assert suggestions[0].label == "Summarize the articles."
-    assert len(suggestions) == 3 and all(any(t in b.label for t in titles) for b in suggestions[1:])
+    assert suggestions[0].label == md("Summarize the articles.", inline=True)
+    assert len(suggestions) == 3 and all(any(md(t, inline=True) in b.label for t in titles) for b in suggestions[1:])
     suggestions[1].click().run()
     messages = saved(app)
-    assert messages[0]["content"] == suggestions[1].label and messages[1]["role"] == "assistant"
+    assert md(messages[0]["content"], inline=True) == suggestions[1].label and messages[1]["role"] == "assistant"
     assert not [b for b in app.main.button if b.key and b.key.startswith("suggested-")]
 
 
@@ -117,7 +117,7 @@ def test_a_reload_shows_the_same_chat_and_it_can_be_renamed_exported_and_deleted
     assert reloaded.session_state["chat"] == chat and "Rosneft" in reloaded.markdown[0].value
     reloaded.sidebar.text_input[0].set_value("Oil sanctions")
     next(b for b in reloaded.sidebar.button if b.label == "Rename").click().run()
-    assert any(b.label == "Oil sanctions" for b in reloaded.sidebar.button)
+    assert any(b.label == md("Oil sanctions", inline=True) for b in reloaded.sidebar.button)
     [export] = reloaded.sidebar.get("download_button")
     assert export.proto.label == "Export as Markdown"
     next(b for b in reloaded.sidebar.button if b.label == "Delete this chat").click().run()
