@@ -17,7 +17,15 @@ from rag import Pipeline, RagError, Settings
 from rag.config import MODES
 from rag.conversations import Conversations, to_markdown
 from rag.errors import ConversationsUnavailable
-from rag.render import anchor_id, answer_markdown, escape_markdown, quote_in_context
+from rag.render import (
+    anchor_id,
+    answer_markdown,
+    escape_markdown,
+    paragraph_start,
+    quotes_in_paragraph,
+    short_quote,
+    source_entries,
+)
 from rag.uploads import is_upload, label
 
 st.set_page_config(page_title="Ask the news, with citations", page_icon="📰")
@@ -65,7 +73,7 @@ _KIND_CAPTIONS = {"overview": "Overview: the central sentences of the articles",
                   "articles": "The articles in the index"}
 
 
-def render_answer(message: dict[str, Any], index: int, model: str = "") -> None:
+def render_answer(message: dict[str, Any], index: int, settings: Settings) -> None:
     if message.get("error"):
         st.error(f"Not answered: {escape_markdown(message['error'], inline=True)}", icon="⚠️")
         return
@@ -76,8 +84,10 @@ def render_answer(message: dict[str, Any], index: int, model: str = "") -> None:
     else:
         if message.get("kind") in _KIND_CAPTIONS:
             st.caption(_KIND_CAPTIONS[message["kind"]])
-        st.markdown(answer_markdown(message["answer"], {c["id"] for c in message["citations"]}, index))
-        st.caption(f"Answered by {escape_markdown(model, inline=True)} from the passages below"
+        entry_of = {n: entry["ids"][0] for entry in message.get("sources") or [] for n in entry["ids"]}
+        st.markdown(answer_markdown(message["answer"], {c["id"]: c["quote"] for c in message["citations"]}, index,
+                                    entry_of))
+        st.caption(f"Answered by {escape_markdown(settings.openai_model, inline=True)} from the passages below"
                    if message.get("mode") == "llm" else "Answered offline: sentences quoted from the articles")
     for conflict in message.get("conflicts") or []:
         first, second = conflict["citations"]
@@ -86,24 +96,33 @@ def render_answer(message: dict[str, Any], index: int, model: str = "") -> None:
                    f"“{escape_markdown(conflict['figures'][1])}” \\[{second}\\].", icon="⚖️")
     if message.get("query") and message["query"] != message["question"]:
         st.caption(f"Searched for: {escape_markdown(message['query'])}")
-    for citation in message["citations"]:
-        render_source(citation, message["documents"].get(citation["source"], {}), index)
+    render_sources(message, index, settings)
 
 
-def render_source(citation: dict[str, Any], document: dict[str, Any], index: int) -> None:
-    with st.container(border=True):
-        st.subheader(f"\\[{citation['id']}\\] {escape_markdown(citation['title'] or citation['source'])}",
-                     anchor=anchor_id(index, citation["id"]))
-        facts = [citation["source"], document.get("publisher"), document.get("date")]
-        st.caption(" · ".join(escape_markdown(str(f)) for f in facts if f))
-        if citation["also_in"]:
-            st.caption("also in " + ", ".join(escape_markdown(s) for s in citation["also_in"]))
-        context = document.get("contexts", {}).get(str(citation["id"]))
-        if context:
-            st.markdown(context)
-        else:  # fail closed: show the quote plainly rather than highlight the wrong words
-            st.markdown(escape_markdown(citation["quote"]))
-            st.caption("The article has changed since this answer, so the passage is not highlighted.")
+def render_sources(message: dict[str, Any], index: int, settings: Settings) -> None:
+    """Under the answer, one line per cited paragraph: "[n] title · publisher — “quote…”", opening to
+    the paragraph with the cited sentences highlighted and a way into the whole article."""
+    documents = message.get("documents", {})
+    for entry in message.get("sources") or []:
+        st.subheader("", anchor=anchor_id(index, entry["ids"][0]))  # where the entry's [n] markers lead
+        about = documents.get(entry["source"], {})
+        numbers = " ".join(f"[{n}]" for n in entry["ids"])
+        name = entry["title"] or label(entry["source"], settings)
+        line = " · ".join(x for x in (name, about.get("publisher")) if x)
+        with st.expander(escape_markdown(f"{numbers} {line} — “{short_quote(entry['quotes'][0])}”", inline=True)):
+            if entry["markdown"]:
+                st.markdown(entry["markdown"])
+            else:  # fail closed: the quotes plainly rather than a highlight of the wrong words
+                st.markdown(escape_markdown(" … ".join(entry["quotes"])))
+                st.caption("The article has changed since this answer, so the passage is not highlighted.")
+            facts = [label(entry["source"], settings), about.get("date")]
+            st.caption(" · ".join(escape_markdown(str(f), inline=True) for f in facts if f))
+            if entry["also_in"]:
+                st.caption("also in " + ", ".join(escape_markdown(label(s, settings), inline=True)
+                                                  for s in entry["also_in"]))
+            st.button("Read the whole article", key=f"article-{index}-{entry['ids'][0]}", icon="📖",
+                      on_click=st.session_state.update,
+                      kwargs={"library": ("Read", entry["source"], entry["quotes"])})
 
 
 def answer_message(pipeline: Pipeline, answer: Any) -> dict[str, Any]:
@@ -111,23 +130,19 @@ def answer_message(pipeline: Pipeline, answer: Any) -> dict[str, Any]:
     message = {"role": "assistant", **answer.to_dict()}
     message.pop("passages")  # not shown; keeps the session small
     meta = {row["source"]: row for row in pipeline.sources()}
-    documents: dict[str, dict[str, Any]] = {}
     texts: dict[str, str | None] = {}  # each cited article read once, however many citations it has
-    for c in answer.citations:
-        doc = documents.setdefault(c.source, {"publisher": meta.get(c.source, {}).get("publisher"),
-                                              "date": meta.get(c.source, {}).get("date"), "contexts": {}})
-        if c.source not in texts:
-            try:
-                texts[c.source] = pipeline.document_text(c.source)
-            except (RagError, OSError):  # gone since the answer was made: no highlight, never a wrong one
-                texts[c.source] = None
-        context = quote_in_context(texts[c.source], c.start, c.end, c.quote) if texts[c.source] else None
-        doc["contexts"][str(c.id)] = context.markdown() if context else None
-    message["documents"] = documents
+    for source in dict.fromkeys(c.source for c in answer.citations):
+        try:
+            texts[source] = pipeline.document_text(source)
+        except (RagError, OSError):  # gone since the answer was made: no highlight, never a wrong one
+            texts[source] = None
+    message["documents"] = {s: {"publisher": meta.get(s, {}).get("publisher"), "date": meta.get(s, {}).get("date")}
+                            for s in texts}
+    message["sources"] = source_entries(message["citations"], texts)
     return message
 
 
-def render_chat(messages: list[dict[str, Any]], model: str) -> list[int]:
+def render_chat(messages: list[dict[str, Any]], settings: Settings) -> list[int]:
     """Each question with its answer under it; returns the positions of questions not answered yet
     (sent while another was being answered, or cut short by a reload), oldest first."""
     answers = {m["for"]: m for m in messages if m["role"] == "assistant" and "for" in m}
@@ -139,7 +154,7 @@ def render_chat(messages: list[dict[str, Any]], model: str) -> list[int]:
             st.text(message["content"])
         if position in answers:
             with st.chat_message("assistant"):
-                render_answer(answers[position], position, model)
+                render_answer(answers[position], position, settings)
         else:
             pending.append(position)
     return pending
@@ -168,7 +183,7 @@ def answer_pending(pipeline: Pipeline, chats: Conversations, chat: int, messages
             message = {"role": "assistant", "for": position, "question": question, "error": str(exc)}
         chats.append(chat, message)
         streamed.empty()
-        render_answer(message, position, pipeline.settings.openai_model)
+        render_answer(message, position, pipeline.settings)
 
 
 # ---- the sidebar
@@ -307,9 +322,9 @@ def library(pipeline: Pipeline) -> None:
 
 def open_library_dialog(pipeline: Pipeline) -> None:
     """The dialog a library button asked for; it stays asked for until it is closed or dismissed."""
-    action, source = st.session_state.get("library") or (None, None)
+    action, source, *quotes = st.session_state.get("library") or (None, None)
     if action == "Read":
-        read_article(pipeline, source)
+        read_article(pipeline, source, quotes[0] if quotes else [])
     elif action == "Remove":
         remove_article(pipeline, source)
 
@@ -319,14 +334,28 @@ def close_library_dialog() -> None:
 
 
 @st.dialog("Article", width="large", on_dismiss=close_library_dialog)
-def read_article(pipeline: Pipeline, source: str) -> None:
+def read_article(pipeline: Pipeline, source: str, quotes: list[str] | None = None) -> None:
+    """The cleaned article. Opened from a source, it starts at the cited paragraph (highlighted), with
+    what comes before it folded away above: the view a reader would scroll to."""
     try:
         text = pipeline.document_text(source)
     except (RagError, OSError) as exc:
         st.error(escape_markdown(str(exc), inline=True))
         return
     st.caption(escape_markdown(label(source, pipeline.settings), inline=True))
-    st.text(text)  # as text: never live Markdown from an article
+    spans = [(text.find(q), text.find(q) + len(q), q) for q in quotes or [] if q in text]
+    if not spans:
+        st.markdown(escape_markdown(text))
+        return
+    start = paragraph_start(text, min(a for a, _, _ in spans))
+    end = text.find("\n", max(b for _, b, _ in spans))
+    end = len(text) if end < 0 else end
+    if start:
+        with st.expander("The article before this passage"):
+            st.markdown(escape_markdown(text[:start]))
+    cited = quotes_in_paragraph(text, [s for s in spans if paragraph_start(text, s[0]) == start])
+    st.markdown(cited.markdown() if cited else escape_markdown(text[start:end]))
+    st.markdown(escape_markdown(text[end:]))
 
 
 @st.dialog("Remove this article?", on_dismiss=close_library_dialog)
@@ -391,7 +420,7 @@ def main() -> None:
     chat_sidebar(chats, chat, messages)
     if not messages:
         suggest(pipeline)
-    for position in render_chat(messages, pipeline.settings.openai_model):
+    for position in render_chat(messages, pipeline.settings):
         answer_pending(pipeline, chats, chat, messages, position)
 
 

@@ -48,42 +48,101 @@ def anchor_id(message_index: int, citation_id: int) -> str:
     return f"source-{message_index}-{citation_id}"
 
 
-def answer_markdown(answer: str, citation_ids: set[int], message_index: int) -> str:
-    """The answer as safe Markdown whose [n] markers link to source entry n below it."""
+def answer_markdown(answer: str, citation_ids: set[int] | dict[int, str], message_index: int,
+                    entry_of: dict[int, int] | None = None) -> str:
+    """The answer as safe Markdown whose [n] markers link to source entry n below it (or to the entry
+    `entry_of[n]` names, when one entry shows several citations). Given each citation's quote
+    (`{id: quote}`), a marker's link title is its quote: hovering shows it."""
     parts, last = [], 0
     for match in _MARKER.finditer(answer):
         parts.append(escape_markdown(answer[last:match.start()], inline=True))
         number = int(match.group(1))
-        parts.append(f"[\\[{number}\\]](#{anchor_id(message_index, number)})" if number in citation_ids
+        quote = citation_ids.get(number) if isinstance(citation_ids, dict) else None
+        title = f' "{_link_title(quote)}"' if quote else ""
+        target = anchor_id(message_index, (entry_of or {}).get(number, number))
+        parts.append(f"[\\[{number}\\]](#{target}{title})" if number in citation_ids
                      else escape_markdown(match.group(), inline=True))
         last = match.end()
     parts.append(escape_markdown(answer[last:], inline=True))
     return "".join(parts)
 
 
+def _link_title(quote: str, limit: int = 240) -> str:
+    """A quote as a link title: one line, at most `limit` characters, with `"` and `\\` escaped (a link
+    title is an attribute, shown as plain text)."""
+    line = " ".join(quote.split())
+    line = line if len(line) <= limit else line[: limit - 1].rsplit(" ", 1)[0] + "…"
+    return line.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def short_quote(quote: str, limit: int = 90) -> str:
+    """The opening of a quote for a one-line label."""
+    line = " ".join(quote.split())
+    return line if len(line) <= limit else line[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 @dataclass(frozen=True)
-class QuoteInContext:
-    before: str
-    quote: str
-    after: str
+class Highlighted:
+    """A paragraph with one or more cited sentences in it: (text, highlighted) pieces in order."""
+    pieces: tuple[tuple[str, bool], ...]
 
     def markdown(self) -> str:
-        """The paragraph with the quote highlighted; everything escaped."""
-        before, quote, after = (escape_markdown(t, inline=True) for t in (self.before, self.quote, self.after))
-        return f"{before}:orange-background[{quote}]{after}"
+        """Everything escaped; a cited sentence on a tinted background and in bold (the tint alone is
+        pale on a phone in daylight)."""
+        return "".join(f":orange-background[**{escape_markdown(t, inline=True)}**]" if marked
+                       else escape_markdown(t, inline=True) for t, marked in self.pieces)
 
 
-def quote_in_context(text: str, start: int, end: int, quote: str) -> QuoteInContext | None:
-    """The cited sentence inside its paragraph, by the stored offsets. None (no highlight) unless the
-    text at those offsets is exactly the quote: a wrong highlight is worse than none."""
-    if not (0 <= start < end <= len(text)) or text[start:end] != quote:
+def paragraph_start(text: str, offset: int) -> int:
+    return text.rfind("\n", 0, offset) + 1
+
+
+def quotes_in_paragraph(text: str, spans: list[tuple[int, int, str]]) -> Highlighted | None:
+    """Several cited sentences of one paragraph, each highlighted, the paragraph shown once. None (no
+    highlight at all) unless every span is exactly its quote and they share one paragraph."""
+    spans = sorted(set(spans))
+    if not spans or any(not (0 <= a < b <= len(text)) or text[a:b] != q for a, b, q in spans):
         return None
-    para_start = text.rfind("\n", 0, start) + 1
-    para_end = text.find("\n", end)
-    para_end = len(text) if para_end < 0 else para_end
-    before, after = text[para_start:start], text[end:para_end]
-    if len(before) > CONTEXT_CHARS:
-        before = "…" + before[-CONTEXT_CHARS:].split(" ", 1)[-1]
+    start = paragraph_start(text, spans[0][0])
+    if any(paragraph_start(text, a) != start for a, _, _ in spans):
+        return None
+    end = text.find("\n", spans[-1][1])
+    end = len(text) if end < 0 else end
+    pieces, at = [], start
+    for a, b, _ in spans:
+        if a < at:  # overlapping quotes: highlight the rest of the later one
+            a = at
+        if at < a:
+            before = text[at:a]
+            if at == start and len(before) > CONTEXT_CHARS:
+                before = "…" + before[-CONTEXT_CHARS:].split(" ", 1)[-1]
+            pieces.append((before, False))
+        if a < b:
+            pieces.append((text[a:b], True))
+        at = max(at, b)
+    after = text[at:end]
     if len(after) > CONTEXT_CHARS:
         after = after[:CONTEXT_CHARS].rsplit(" ", 1)[0] + "…"
-    return QuoteInContext(before, quote, after)
+    if after:
+        pieces.append((after, False))
+    return Highlighted(tuple(pieces))
+
+
+def source_entries(citations: list[dict], texts: dict[str, str | None]) -> list[dict]:
+    """What the sources under an answer show: one entry per cited paragraph (a paragraph cited twice
+    is shown once, every cited sentence in it highlighted), in the order of first citation. Each is
+    {"ids", "source", "title", "quotes", "also_in", "markdown"}; "markdown" is None when the article
+    (`texts[source]`, None when it is gone) no longer has the quotes where they were: no highlight then."""
+    grouped: dict[tuple, list[dict]] = {}
+    for citation in citations:
+        text = texts.get(citation["source"])
+        where = paragraph_start(text, citation["start"]) if text else citation.get("passage_id") or citation["id"]
+        grouped.setdefault((citation["source"], where), []).append(citation)
+    entries = []
+    for (source, _), cited in grouped.items():
+        text = texts.get(source)
+        highlighted = quotes_in_paragraph(text, [(c["start"], c["end"], c["quote"]) for c in cited]) if text else None
+        entries.append({"ids": [c["id"] for c in cited], "source": source, "title": cited[0].get("title", ""),
+                        "quotes": list(dict.fromkeys(c["quote"] for c in cited)), "also_in": cited[0].get("also_in", []),
+                        "markdown": highlighted.markdown() if highlighted else None})
+    return entries

@@ -59,12 +59,22 @@ def fresh(tmp_path, corpus, monkeypatch):
 def test_answer_links_each_marker_to_its_highlighted_source(app):
     ask(app, "Who is Liana Fix?")
     answer = app.markdown[0].value
-    assert "Liana Fix" in answer and "[\\[1\\]](#source-0-1)" in answer
-    headings = [h for h in app.subheader if h.value.startswith("\\[")]
-    assert headings[0].value.startswith("\\[1\\] ") and headings[0].proto.anchor == "source-0-1"
+    assert "Liana Fix" in answer and '[\\[1\\]](#source-0-1 "Liana Fix' in answer  # the quote shows on hover
+    anchors = [h.proto.anchor for h in app.subheader if h.proto.anchor.startswith("source-")]
+    entries = [e.label for e in app.expander if e.label.startswith("\\[")]  # one line per cited paragraph
+    assert anchors[0] == "source-0-1" and entries[0].startswith("\\[1\\] ") and len(entries) == len(anchors)
+    assert "Liana Fix" in entries[0]  # the line quotes the cited sentence
     contexts = [m.value for m in app.markdown if ":orange-background[" in m.value]
-    assert len(contexts) == len(headings) and "Fix" in contexts[0]
+    assert len(contexts) == len(entries) and "Fix" in contexts[0]
     assert md("seeds/") in shown(app.caption)
+
+
+def test_a_source_opens_its_whole_article_at_the_cited_paragraph(app):
+    ask(app, "Who is Liana Fix?")
+    next(b for b in app.button if b.label == "Read the whole article").click().run()
+    assert not app.exception and "The article before this passage" in [e.label for e in app.expander]
+    highlighted = [m for m in app.markdown if ":orange-background[**Liana Fix" in m.value]
+    assert len(highlighted) == 2  # in the source entry, and where the article view opens
 
 
 def test_near_duplicates_say_also_in(app):
@@ -75,7 +85,7 @@ def test_near_duplicates_say_also_in(app):
 def test_abstention_looks_different_from_an_answer(app):
     ask(app, "Who won the Super Bowl?")
     assert app.warning[0].value.startswith(md("The articles don't say"))
-    assert not [h for h in app.subheader if h.value.startswith("\\[")]
+    assert not [e for e in app.expander if e.label.startswith("\\[")]
 
 
 def test_follow_up_shows_the_rewritten_query(app):

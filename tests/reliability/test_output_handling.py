@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 
 from rag import Pipeline
 from rag.cli import main
-from rag.render import answer_markdown, escape_markdown, quote_in_context
+from rag.render import answer_markdown, escape_markdown, quotes_in_paragraph
 
 HOSTILE_ARTICLE = ("Budapest venue report\n\nThe Budapest summit venue was inspected <script>alert(1)</script> "
                    "by officials on Monday. <img src=x onerror=alert(2)> Hotel bookings rose ![pixel]"
@@ -51,7 +51,7 @@ def test_article_markup_is_inert_in_the_chat(hostile_pipeline):
     assert not _inert(_html(HOSTILE_ARTICLE))  # unescaped, the article would render live elements
     assert _inert(_html(answer_markdown(answer.answer, {c.id for c in answer.citations}, 0)))
     for c in answer.citations:
-        shown = quote_in_context(hostile_pipeline.document_text(c.source), c.start, c.end, c.quote)
+        shown = quotes_in_paragraph(hostile_pipeline.document_text(c.source), [(c.start, c.end, c.quote)])
         assert _inert(_html(shown.markdown() if shown else escape_markdown(c.quote)))
 
 
