@@ -84,9 +84,7 @@ def render_answer(message: dict[str, Any], index: int, settings: Settings) -> No
     else:
         if message.get("kind") in _KIND_CAPTIONS:
             st.caption(_KIND_CAPTIONS[message["kind"]])
-        entry_of = {n: entry["ids"][0] for entry in message.get("sources") or [] for n in entry["ids"]}
-        st.markdown(answer_markdown(message["answer"], {c["id"]: c["quote"] for c in message["citations"]}, index,
-                                    entry_of))
+        st.markdown(answer_markdown(message["answer"], {c["id"]: c["quote"] for c in message["citations"]}, index))
         st.caption(f"Answered by {escape_markdown(settings.openai_model, inline=True)} from the passages below"
                    if message.get("mode") == "llm" else "Answered offline: sentences quoted from the articles")
     for conflict in message.get("conflicts") or []:
@@ -103,8 +101,9 @@ def render_sources(message: dict[str, Any], index: int, settings: Settings) -> N
     """Under the answer, one line per cited paragraph: "[n] title · publisher — “quote…”", opening to
     the paragraph with the cited sentences highlighted and a way into the whole article."""
     documents = message.get("documents", {})
+    if message.get("sources"):
+        st.subheader("Sources", anchor=anchor_id(index))  # where the answer's [n] markers lead
     for entry in message.get("sources") or []:
-        st.subheader("", anchor=anchor_id(index, entry["ids"][0]))  # where the entry's [n] markers lead
         about = documents.get(entry["source"], {})
         numbers = " ".join(f"[{n}]" for n in entry["ids"])
         name = entry["title"] or label(entry["source"], settings)
@@ -218,7 +217,7 @@ def sidebar(pipeline: Pipeline) -> None:
         st.slider("Passages to read (k)", 1, 20, key="k")
 
 
-def chat_sidebar(chats: Conversations, chat: int | None, messages: list[dict[str, Any]]) -> None:
+def chat_sidebar(chats: Conversations, chat: int | None) -> None:
     """The saved chats: start one, switch, rename, export as Markdown, delete (after a confirmation)."""
     with st.sidebar:
         st.header("Chats")
@@ -239,7 +238,7 @@ def chat_sidebar(chats: Conversations, chat: int | None, messages: list[dict[str
                         st.error(escape_markdown(str(exc), inline=True))
                     else:
                         st.rerun()
-            st.download_button("Export as Markdown", to_markdown(title, messages), icon="⬇️",
+            st.download_button("Export as Markdown", to_markdown(title, chats.messages(chat)), icon="⬇️",
                                file_name=f"chat-{chat}.md", mime="text/markdown", use_container_width=True)
             if st.session_state.get("deleting") != chat:
                 st.button("Delete this chat", icon="🗑️", use_container_width=True,
@@ -394,14 +393,12 @@ def main() -> None:
     st.title("Ask the news")
     st.caption("Answers come only from the indexed articles; every sentence cites its passage.")
     try:
-        ensure_index(pipeline)
-        with st.spinner("Loading the search index and model…"):
-            pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
+        ensure_index(pipeline)  # slow only on a first start; the chat input appears once it is done
     except RagError as exc:
         st.error(escape_markdown(str(exc), inline=True))
         st.stop()
-    sidebar(pipeline)
-    open_library_dialog(pipeline)
+    # The question is saved before anything else slow: a question sent while the previous one is being
+    # answered starts a new run, and a run stopped before this point would lose it.
     chats = conversations(pipeline)
     chat = current_chat(chats)
     typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")
@@ -409,19 +406,25 @@ def main() -> None:
     linked = st.query_params.get("q") if not st.session_state.get("asked_link") else None
     st.session_state["asked_link"] = True
     if question := typed or linked or st.session_state.pop("suggested", None):
-        # Saved before anything is answered: a question sent while another is being answered reruns this
-        # script, and is then queued behind it rather than lost.
         if chat is None:
             chat = chats.create().id
             open_chat(chat)
         chats.append(chat, {"role": "user", "content": question})
     st.session_state["chat"] = chat
+    try:
+        with st.spinner("Loading the search index and model…"):
+            pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
+    except RagError as exc:
+        st.error(escape_markdown(str(exc), inline=True))
+        st.stop()
+    sidebar(pipeline)
+    open_library_dialog(pipeline)
     messages = chats.messages(chat) if chat is not None else []
-    chat_sidebar(chats, chat, messages)
     if not messages:
         suggest(pipeline)
     for position in render_chat(messages, pipeline.settings):
         answer_pending(pipeline, chats, chat, messages, position)
+    chat_sidebar(chats, chat)  # last: its list and export include the answers just given
 
 
 main()

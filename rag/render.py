@@ -44,23 +44,22 @@ def escape_markdown(text: str, *, inline: bool = False) -> str:
     return text.translate(_ESCAPE).replace("\n", "  \n")
 
 
-def anchor_id(message_index: int, citation_id: int) -> str:
-    return f"source-{message_index}-{citation_id}"
+def anchor_id(message_index: int) -> str:
+    """The anchor of an answer's source list, where its [n] markers lead."""
+    return f"sources-{message_index}"
 
 
-def answer_markdown(answer: str, citation_ids: set[int] | dict[int, str], message_index: int,
-                    entry_of: dict[int, int] | None = None) -> str:
-    """The answer as safe Markdown whose [n] markers link to source entry n below it (or to the entry
-    `entry_of[n]` names, when one entry shows several citations). Given each citation's quote
-    (`{id: quote}`), a marker's link title is its quote: hovering shows it."""
+def answer_markdown(answer: str, citation_ids: set[int] | dict[int, str], message_index: int) -> str:
+    """The answer as safe Markdown whose [n] markers link to the source list below it (a tap scrolls
+    there). Given each citation's quote (`{id: quote}`), a marker's link title is its quote: hovering
+    shows it."""
     parts, last = [], 0
     for match in _MARKER.finditer(answer):
         parts.append(escape_markdown(answer[last:match.start()], inline=True))
         number = int(match.group(1))
         quote = citation_ids.get(number) if isinstance(citation_ids, dict) else None
         title = f' "{_link_title(quote)}"' if quote else ""
-        target = anchor_id(message_index, (entry_of or {}).get(number, number))
-        parts.append(f"[\\[{number}\\]](#{target}{title})" if number in citation_ids
+        parts.append(f"[\\[{number}\\]](#{anchor_id(message_index)}{title})" if number in citation_ids
                      else escape_markdown(match.group(), inline=True))
         last = match.end()
     parts.append(escape_markdown(answer[last:], inline=True))

@@ -88,7 +88,7 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         started = time.perf_counter()
         chat.fill("Who is Liana Fix?")
         chat.press("Enter")
-        marker = page.locator('a[href="#source-0-1"]:not([aria-label])')
+        marker = page.locator('a[href="#sources-0"]:not([aria-label])').first
         marker.wait_for(timeout=60_000)
         answered = time.perf_counter() - started
         assert "[1]" in marker.inner_text()
@@ -98,8 +98,8 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         expect(entry).to_be_visible()
         assert "Liana Fix" in (marker.get_attribute("title") or "")  # hovering [1] shows its quote
         marker.click()
-        page.wait_for_function("() => location.hash === '#source-0-1'", timeout=10_000)
-        expect(page.locator("#source-0-1")).to_be_in_viewport()
+        page.wait_for_function("() => location.hash === '#sources-0'", timeout=10_000)
+        expect(page.locator("#sources-0")).to_be_in_viewport()
         entry.locator("summary").click()  # open it: the paragraph, the cited sentence highlighted
         expect(entry.locator("[data-testid='stMarkdownContainer'] span").filter(has_text="Liana Fix").first
                ).to_be_visible()
@@ -112,7 +112,7 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         page.set_viewport_size({"width": 1280, "height": 1400})
 
         page.reload()  # the chat is saved and its address names it: a reload shows it again
-        expect(page.locator('a[href="#source-0-1"]:not([aria-label])')).to_be_visible(timeout=60_000)
+        expect(page.locator('a[href="#sources-0"]:not([aria-label])').first).to_be_visible(timeout=60_000)
         chat = page.get_by_placeholder("Ask about the articles", exact=False)
 
         started = time.perf_counter()
@@ -121,12 +121,15 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         page.wait_for_timeout(150)  # a second question while the first is being answered: queued, not lost
         chat.fill("Which Russian oil companies were sanctioned?")
         chat.press("Enter")
-        page.locator('a[href="#source-2-1"]:not([aria-label])').wait_for(timeout=60_000)
+        page.locator('a[href="#sources-2"]:not([aria-label])').first.wait_for(timeout=60_000)
         warm = time.perf_counter() - started
         # The queued question's answer (its anchor depends on whether the first answer was saved first)
         expect(page.locator("[data-testid='stChatMessage']").filter(has_text="Rosneft").last).to_be_visible(
             timeout=60_000)
         assert page.get_by_text("Which Russian oil companies were sanctioned?", exact=True).count() >= 1
+        # Open the venue article's source entry: its paragraph carries the hostile markup.
+        page.locator("[data-testid='stExpander']").filter(has_text="— “Hungarian officials").first.locator(
+            "summary").click()
         page.wait_for_timeout(1500)  # give any injected image time to be requested
         body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
         page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
@@ -162,3 +165,43 @@ def test_api_docs_render_with_the_network_cut_off(rag_server, tmp_path):
         expect(page.locator(".opblock-summary-path", has_text="/retrieve").first).to_be_visible(timeout=20_000)
         browser.close()
     assert refused == []
+
+
+def test_library_export_and_chat_list_in_the_browser(app_url):
+    """The sidebar as a reader uses it: export a chat, read an article, remove one after confirming."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+        page.goto(app_url)
+        chat = page.get_by_placeholder("Ask about the articles", exact=False)
+        chat.wait_for(timeout=180_000)
+        chat.fill("Who is Liana Fix?")
+        chat.press("Enter")
+        page.locator('a[href="#sources-0"]:not([aria-label])').first.wait_for(timeout=60_000)
+        sidebar = page.locator("[data-testid='stSidebar']")
+
+        sidebar.get_by_text("This chat", exact=True).click()
+        with page.expect_download() as download:
+            sidebar.get_by_role("button", name="Export as Markdown").click()
+        exported = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "## Who is Liana Fix\\?" in exported and "Council on Foreign Relations" in exported
+        assert "Sources:" in exported
+
+        sidebar.get_by_text("Browse the 6 articles", exact=True).click()
+        sidebar.get_by_role("button", name="Read").first.click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_be_visible(timeout=20_000)
+        expect(dialog.get_by_text("Trump", exact=False).first).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden(timeout=10_000)
+        page.screenshot(path=str(SCREENSHOTS / "library.png"), full_page=True)
+
+        sidebar.get_by_role("button", name="Remove").last.click()  # venue.txt: the last article by path
+        expect(dialog.get_by_text("venue.txt", exact=False).first).to_be_visible(timeout=20_000)
+        dialog.get_by_role("button", name="Remove").click()
+        expect(sidebar.get_by_text("5 documents", exact=False)).to_be_visible(timeout=60_000)
+        expect(sidebar.get_by_text("venue.txt removed", exact=False)).to_be_visible()
+        browser.close()

@@ -43,7 +43,7 @@ def test_bare_urls_and_addresses_cannot_be_linkified():
 def test_only_known_markers_become_links():
     md = answer_markdown("Claim [1]. Bogus [9]. ![x](http://a/b)", {1}, message_index=3)
     out = rendered(md)
-    assert out.count("<a ") == 1 and 'href="#source-3-1"' in out and "[9]" in out and "<img" not in out
+    assert out.count("<a ") == 1 and 'href="#sources-3"' in out and "[9]" in out and "<img" not in out
 
 
 def test_a_quote_is_highlighted_in_its_paragraph_by_offsets_and_fails_closed():
@@ -97,8 +97,7 @@ def test_a_changed_article_gets_no_highlight_at_all():
 
 
 def test_markers_carry_their_quote_as_a_plain_title_and_lead_to_their_entry():
-    out = answer_markdown('Cancelled [1], then [3].', {1: 'He said "no" ![x](http://e/p)', 3: "Talks end."}, 0,
-                          {1: 1, 3: 1})
+    out = answer_markdown('Cancelled [1], then [3].', {1: 'He said "no" ![x](http://e/p)', 3: "Talks end."}, 0)
     html_out = rendered(out)
-    assert 'href="#source-0-1" title="He said &quot;no&quot; ![x](http://e/p)"' in html_out
-    assert html_out.count('href="#source-0-1"') == 2 and "<img" not in html_out
+    assert 'href="#sources-0" title="He said &quot;no&quot; ![x](http://e/p)"' in html_out
+    assert html_out.count('href="#sources-0"') == 2 and "<img" not in html_out

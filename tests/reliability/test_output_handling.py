@@ -25,7 +25,8 @@ def _html(markdown: str) -> str:
 
 
 def _inert(html: str) -> bool:
-    """Only paragraphs, text and our own in-page citation links: no element an article or model made."""
+    """Only paragraphs, text, our own in-page citation links and highlight bold: no element an article or
+    model made."""
     tags: list[tuple[str, list]] = []
 
     class Collect(HTMLParser):
@@ -33,8 +34,8 @@ def _inert(html: str) -> bool:
             tags.append((tag, attrs))
 
     Collect().feed(html)
-    return all(tag == "p" or (tag == "a" and attrs == [("href", attrs[0][1])] and attrs[0][1].startswith("#source-"))
-               for tag, attrs in tags)
+    return all(tag in ("p", "strong") or (tag == "a" and [a for a, _ in attrs] in (["href"], ["href", "title"])
+                              and attrs[0][1].startswith("#sources-")) for tag, attrs in tags)
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_article_markup_is_inert_in_the_chat(hostile_pipeline):
     answer = hostile_pipeline.ask("What happened at the Budapest summit venue on Monday?", mode="extractive")
     assert any(c.source.endswith("venue.txt") for c in answer.citations)
     assert not _inert(_html(HOSTILE_ARTICLE))  # unescaped, the article would render live elements
-    assert _inert(_html(answer_markdown(answer.answer, {c.id for c in answer.citations}, 0)))
+    assert _inert(_html(answer_markdown(answer.answer, {c.id: c.quote for c in answer.citations}, 0)))
     for c in answer.citations:
         shown = quotes_in_paragraph(hostile_pipeline.document_text(c.source), [(c.start, c.end, c.quote)])
         assert _inert(_html(shown.markdown() if shown else escape_markdown(c.quote)))
@@ -60,7 +61,7 @@ def test_model_markup_is_inert_in_the_chat(seeded, llm_server):
                                            openai_model="hostile-markup"))
     answer = llm.ask("Why was the Budapest summit cancelled?", mode="llm")
     assert answer.mode == "llm" and "<script>" in answer.answer  # the raw text is kept as data...
-    assert _inert(_html(answer_markdown(answer.answer, {c.id for c in answer.citations}, 0)))  # ...shown inert
+    assert _inert(_html(answer_markdown(answer.answer, {c.id: c.quote for c in answer.citations}, 0)))  # ...shown inert
 
 
 def test_no_control_character_reaches_the_terminal(hostile_pipeline, llm_server, capsys, monkeypatch):
