@@ -26,17 +26,22 @@ def ids_digest(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def _bm25s() -> Any:
-    """bm25s, imported without its optional scipy and tqdm.
+def import_bm25s() -> Any:
+    """bm25s, imported without its optional scipy and tqdm when that is safe.
 
     bm25s imports both when they are installed (sentence-transformers brings them): scipy.sparse for
     its `scipy` build backend and tqdm for progress bars. Neither is used here (it builds with its
     numpy backend, which writes the same index files, and progress is always off), and scipy 1.17
     imports numpy.f2py and numpy.testing on the way: together ~0.1 s of a cold `rag ask`, a tenth of
-    it. So each is hidden while bm25s is first imported, unless this process already has it."""
+    it. So each is hidden while bm25s is first imported, unless this process already has it, and only
+    while this is the process's one thread: another thread importing scipy meanwhile would fail. The
+    CLI and each server worker open the index (`Pipeline._open_searcher`) while they are."""
     if "bm25s" in sys.modules:
         return sys.modules["bm25s"]
-    hidden = [name for name in ("scipy", "tqdm") if name not in sys.modules]
+    import threading
+
+    alone = threading.active_count() == 1
+    hidden = [name for name in ("scipy", "tqdm") if alone and name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
     try:
@@ -101,7 +106,7 @@ class KeywordIndex:
                     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """The best `chunks` chunks (id, score) and `documents` documents (source, score), the query
         tokenized once."""
-        bm25s = _bm25s()
+        bm25s = import_bm25s()
         if self._bm25 is None or not self.ids:
             return [], []
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=_stemmer(), show_progress=False)
@@ -138,7 +143,7 @@ class KeywordIndex:
             if directory.exists() and any(directory.iterdir()):
                 raise StoreDamaged("the keyword index has lost its ids.json")
             return None
-        bm25s = _bm25s()
+        bm25s = import_bm25s()
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             ids, digest = list(meta["ids"]), str(meta["digest"])
@@ -155,7 +160,7 @@ class KeywordIndex:
 
 
 def _bm25_over(texts: list[str]) -> Any:
-    bm25s = _bm25s()
+    bm25s = import_bm25s()
     index = bm25s.BM25()
     index.index(bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False), show_progress=False)
     return index

@@ -147,10 +147,11 @@ class Pipeline:
         from concurrent.futures import ThreadPoolExecutor
 
         from rag.embeddings import batched, embedding_dimension, get_embedder
-        from rag.keyword import KeywordIndex
+        from rag.keyword import KeywordIndex, import_bm25s
         from rag.search import HybridSearch
         from vectorstore import open_store
 
+        import_bm25s()  # before the loader threads start: see there
         model = self.settings.embed_model
         # The model and the keyword index load while Chroma is imported and opened: together they are
         # most of a cold `rag ask`.

@@ -128,3 +128,18 @@ def test_an_index_saved_without_its_document_part_is_rebuilt_on_open(tmp_path):
     assert not KeywordIndex.load(settings.data_dir / "keyword").current
     assert Pipeline(settings).retrieve("Tomahawk missiles", k=1)[0].keyword_score > 0
     assert KeywordIndex.load(settings.data_dir / "keyword").current
+
+
+@pytest.mark.parametrize("threads, loaded", [(0, "False False"), (1, "True True")])
+def test_bm25s_skips_scipy_and_tqdm_only_in_a_single_threaded_process(threads, loaded):
+    """A fresh process: alone, it imports bm25s without them (a tenth of a cold ask); with another thread
+    running (which might import scipy meanwhile) it imports them as bm25s asks."""
+    import subprocess
+    import sys
+
+    code = ("import sys, threading, time\n"
+            f"[threading.Thread(target=time.sleep, args=(1,), daemon=True).start() for _ in range({threads})]\n"
+            "from rag.keyword import import_bm25s\nbm25s = import_bm25s()\n"
+            "print('scipy' in sys.modules, 'tqdm' in sys.modules)\nimport scipy.sparse, tqdm\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == loaded  # and scipy and tqdm still import afterwards
