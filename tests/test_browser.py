@@ -118,7 +118,9 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
         started = time.perf_counter()
         chat.fill("Did Hungarian officials inspect the Budapest summit venue?")
         chat.press("Enter")
-        page.wait_for_timeout(150)  # a second question while the first is being answered: queued, not lost
+        # A second question while the first is being answered (sent once the first shows): queued, not lost
+        expect(page.get_by_text("Did Hungarian officials inspect the Budapest summit venue?", exact=True)
+               ).to_be_visible(timeout=30_000)
         chat.fill("Which Russian oil companies were sanctioned?")
         chat.press("Enter")
         page.locator('a[href="#sources-2"]:not([aria-label])').first.wait_for(timeout=60_000)
@@ -128,8 +130,10 @@ def test_reader_asks_checks_a_citation_and_nothing_hostile_loads(app_url, attack
             timeout=60_000)
         assert page.get_by_text("Which Russian oil companies were sanctioned?", exact=True).count() >= 1
         # Open the venue article's source entry: its paragraph carries the hostile markup.
-        page.locator("[data-testid='stExpander']").filter(has_text="— “Hungarian officials").first.locator(
-            "summary").click()
+        entries = page.locator("[data-testid='stChatMessage'] [data-testid='stExpander']")
+        venue = entries.filter(has_text="Summit venue report")
+        assert venue.count(), [entries.nth(i).inner_text()[:80] for i in range(entries.count())]
+        venue.first.locator("summary").click()
         page.wait_for_timeout(1500)  # give any injected image time to be requested
         body, text = page.content(), page.inner_text("body").replace("\u2060", "")  # joiners keep URLs unlinked
         page.screenshot(path=str(SCREENSHOTS / "hostile.png"), full_page=True)
