@@ -51,6 +51,7 @@ def _damage(exc: Exception) -> bool:
 
 
 PUBLISHED_KEY = "published_ids"
+PAGE = 5_000  # records per Chroma read or delete: whole-collection calls fail past ~30k (SQLite's variable limit)
 GENERATION_KEY = "published_generation"  # new on every publish: metadata may change while the ids stay
 
 
@@ -73,20 +74,31 @@ class ChunkStore:
         """Ids of the chunks of one document, keyed by its absolute path."""
         return set(self.collection.get(where={"path": path}, include=[])["ids"])
 
+    def _pages(self, include: list[str], where: dict | None = None) -> dict[str, list]:
+        """Every matching record, read PAGE at a time: one `get()` of a whole large collection fails
+        in Chroma's SQLite ("too many SQL variables", seen at ~90k chunks)."""
+        got: dict[str, list] = {"ids": [], **{field: [] for field in include}}
+        while True:
+            page = self.collection.get(where=where, include=include, limit=PAGE, offset=len(got["ids"]))
+            for field in got:
+                got[field].extend(page[field])
+            if len(page["ids"]) < PAGE:
+                return got
+
     @_guarded
     def all_ids(self) -> list[str]:
-        return sorted(self.collection.get(include=[])["ids"])
+        return sorted(self._pages([])["ids"])
 
     @_guarded
     def ids_without(self, key: str, value: str) -> list[str]:
         """Ids of the chunks whose metadata lacks `key: value` (read as ids only, not whole records)."""
-        having = set(self.collection.get(where={key: value}, include=[])["ids"])
+        having = set(self._pages([], where={key: value})["ids"])
         return [i for i in self.all_ids() if i not in having]
 
     @_guarded
     def all_paths(self) -> list[tuple[str, str]]:
         """(chunk id, document path) for every chunk in the collection."""
-        got = self.collection.get(include=["metadatas"])
+        got = self._pages(["metadatas"])
         return [(i, (m or {}).get("path", "")) for i, m in zip(got["ids"], got["metadatas"])]
 
     @_guarded
@@ -103,19 +115,21 @@ class ChunkStore:
     @_guarded
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        if ids:
-            self.collection.delete(ids=ids)
+        for start in range(0, len(ids), PAGE):  # (a rebuild may delete every chunk at once)
+            self.collection.delete(ids=ids[start : start + PAGE])
 
     @_guarded
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
-        if not ids:
-            return {}
-        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
-        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        found: dict[str, tuple[str, dict]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), PAGE):
+            got = self.collection.get(ids=ids[start : start + PAGE], include=["documents", "metadatas"])
+            found.update({i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])})
+        return found
 
     @_guarded
     def all_chunks(self) -> tuple[list[str], list[str], list[dict]]:
-        got = self.collection.get(include=["documents", "metadatas"])
+        got = self._pages(["documents", "metadatas"])
         order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
         return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
                 [got["metadatas"][i] for i in order])
