@@ -394,11 +394,14 @@ def main() -> None:
     st.caption("Answers come only from the indexed articles; every sentence cites its passage.")
     try:
         ensure_index(pipeline)  # slow only on a first start; the chat input appears once it is done
+        with st.spinner("Loading the search index and model…"):
+            pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
     except RagError as exc:
         st.error(escape_markdown(str(exc), inline=True))
         st.stop()
     # The question is saved before anything else slow: a question sent while the previous one is being
-    # answered starts a new run, and a run stopped before this point would lose it.
+    # answered starts a new run, and a run stopped before this point would lose it. (After the warm-up:
+    # a question must not interrupt the first opening of the store.)
     chats = conversations(pipeline)
     chat = current_chat(chats)
     typed = st.chat_input(f"Ask about the articles, e.g. {EXAMPLE}")
@@ -411,12 +414,6 @@ def main() -> None:
             open_chat(chat)
         chats.append(chat, {"role": "user", "content": question})
     st.session_state["chat"] = chat
-    try:
-        with st.spinner("Loading the search index and model…"):
-            pipeline.warm_up()  # once per process (the pipeline is cached), not on the first question
-    except RagError as exc:
-        st.error(escape_markdown(str(exc), inline=True))
-        st.stop()
     sidebar(pipeline)
     open_library_dialog(pipeline)
     messages = chats.messages(chat) if chat is not None else []
