@@ -16,7 +16,7 @@ import streamlit as st
 from rag import Pipeline, RagError, Settings
 from rag.config import MODES
 from rag.conversations import Conversations, to_markdown
-from rag.errors import ConversationsUnavailable
+from rag.errors import ConversationsUnavailable, InputRejected
 from rag.render import (
     anchor_id,
     answer_markdown,
@@ -276,9 +276,10 @@ def open_chat(chat: int | None) -> None:
 
 def current_chat(chats: Conversations) -> int | None:
     wanted = st.query_params.get("chat", "")
-    if wanted.isdigit() and any(c.id == int(wanted) for c in chats.list()):
-        return int(wanted)
-    return None  # a new chat: saved with its first question
+    try:
+        return chats.get(int(wanted)).id if wanted.isdigit() else None
+    except InputRejected:  # deleted, or another data dir's: a new chat, saved with its first question
+        return None
 
 
 def upload_articles(pipeline: Pipeline) -> None:

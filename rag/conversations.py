@@ -69,10 +69,13 @@ class Conversations:
         return [Conversation(*row) for row in rows]
 
     def get(self, conversation: int) -> Conversation:
-        found = [c for c in self.list() if c.id == conversation]
-        if not found:
+        with self._db() as db:
+            row = db.execute("SELECT c.id, c.title, c.created, c.updated, COUNT(m.id) FROM conversations c "
+                             "LEFT JOIN messages m ON m.conversation = c.id WHERE c.id = ? GROUP BY c.id",
+                             (conversation,)).fetchone()
+        if row is None:
             raise InputRejected(f"there is no saved conversation {conversation} (deleted, or another data dir)")
-        return found[0]
+        return Conversation(*row)
 
     def rename(self, conversation: int, title: str) -> None:
         with self._db() as db:
