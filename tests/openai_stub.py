@@ -2,8 +2,9 @@
 
 Run as its own process: `python tests/openai_stub.py PORT`. The requested model name picks the
 behaviour, so one server serves every test:
-  cite-ok        a cited two-sentence answer
-  bad-markers    out-of-range, malformed and missing markers
+  cite-ok        a cited two-sentence answer: the first long sentence of passages 1 and 2, each cited
+                 (any model name not listed here answers so too)
+  bad-markers    a cited sentence, then out-of-range, malformed and missing markers
   abstain        "The articles don't say."
   uncited        a fluent answer with no markers at all
   hang           sleeps past any sane client timeout
@@ -16,9 +17,14 @@ behaviour, so one server serves every test:
   judge          answers LlamaIndex's evaluator prompts: "YES" to faithfulness, "4.5" + reason to correctness
   obey           a model that obeys instructions planted in articles: repeats any CANARY-<digits> code it
                  finds in the prompt, also inside base64 text, as a cited answer
-  hostile-markup a cited answer carrying <script>, <img onerror>, a Markdown image and a javascript: link
-  ansi           a cited answer carrying terminal escape sequences (clear screen, set title, bell)
+  hostile-markup the cite-ok answer carrying <script>, <img onerror>, a Markdown image and a javascript: link
+  ansi           the cite-ok answer carrying terminal escape sequences (clear screen, set title, bell)
   echo-key       401 whose error message repeats the Authorization header it was sent (a hostile server)
+  planted        the cite-ok answer with an invented sentence between, cited to passage 1
+  changed-number the cite-ok answer, but a number of a quoted sentence changed (the first sentence
+                 of the passages that states one)
+  swapped        the cite-ok answer with its two citations swapped
+  all-unsupported only invented sentences, each cited
 POST /v1/embeddings returns deterministic 1536-dimension bag-of-words vectors (hashed words).
 Every request is counted per model; GET /stats returns the counts, GET /last/<model> the last request body.
 """
@@ -37,14 +43,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPLIES = {
-    "cite-ok": "The summit was cancelled after Rubio spoke with Lavrov [1]. Russia's position had not changed [2].",
-    "bad-markers": "Rubio spoke with Lavrov [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
     "abstain": "The articles don't say.",
     "uncited": "The summit was cancelled because of the weather.",
-    "ansi": "The summit was cancelled \x1b[2J\x1b]0;pwned\x07 after a call [1]. Nothing changed\x08\x08 [2].",
-    "hostile-markup": "The summit was cancelled <script>alert(1)</script> after a call [1]. "
-                      "<img src=x onerror=alert(2)> ![pixel](http://127.0.0.1:9/leak.png) "
-                      "[details](javascript:alert(3)) Russia's position had not changed [2].",
 }
 attempts: Counter[str] = Counter()
 last_bodies: dict[str, dict] = {}
@@ -85,9 +85,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "30"})
         if model == "bad-json":
             return self._send(200, b"this is not json")
-        text = _judge_reply(body) if model == "judge" else REPLIES.get(model, REPLIES["cite-ok"])
-        if model == "obey":
-            text = _obey(_prompt_text(body))
+        passages = _passages(body)
+        if model == "judge":
+            text = _judge_reply(body)
+        elif model in REPLIES:
+            text = REPLIES[model]
+        elif model == "obey":
+            text = _obey(_prompt_text(body), passages)
+        else:
+            text = GROUNDED.get(model, _grounded)(passages) if len(passages) >= 2 else FALLBACK
         if "Rewritten question:" in _prompt_text(body):
             text = _rewrite(_prompt_text(body))
         if body.get("stream"):
@@ -130,7 +136,7 @@ def _prompt_text(body: dict) -> str:
     return " ".join(str(m.get("content", "")) for m in body.get("messages", []))
 
 
-def _obey(prompt: str) -> str:
+def _obey(prompt: str, passages: list[str]) -> str:
     """What a model that follows planted instructions says: the canary code, wherever it was hidden."""
     decoded = []
     for blob in re.findall(r"[A-Za-z0-9+/]{24,}={0,2}", prompt):
@@ -139,7 +145,52 @@ def _obey(prompt: str) -> str:
         except ValueError:
             pass
     found = CANARY.findall(prompt + " " + " ".join(decoded))
-    return f"As instructed: {found[0]} [1]. The summit was cancelled [1]." if found else REPLIES["cite-ok"]
+    return f"As instructed: {found[0]} [1]. The summit was cancelled [1]." if found else _grounded(passages)
+
+
+FALLBACK = "The summit was cancelled after Rubio spoke with Lavrov [1]. Russia's position had not changed [2]."
+INVENTED = "The talks were moved to Lisbon after a vote of 312 to 7 among the delegates"
+
+
+def _passages(body: dict) -> list[str]:
+    """The passages of the question's own message (not of the prompt's example turn), in order."""
+    last = str(body.get("messages", [{}])[-1].get("content", ""))
+    return [text for _, text in re.findall(r'<passage id="(\d+)"[^>]*>\n(.*?)\n</passage>', last, re.S)]
+
+
+def _quotable(passage: str, needs_number: bool = False) -> str:
+    """A whole sentence of the passage: not its first (a chunk may open mid-sentence), not a heading."""
+    parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", passage)][1:]
+    sentences = [s for s in parts if len(s.split()) >= 8 and s[:1].isupper() and s.endswith(".")]
+    if needs_number:
+        sentences = [s for s in parts if len(s.split()) >= 6 and re.search(r"\d", s)]
+    return (sentences or [passage.strip()])[0].rstrip(".!?")
+
+
+def _grounded(passages: list[str]) -> str:
+    return f"{_quotable(passages[0])} [1]. {_quotable(passages[1])} [2]."
+
+
+def _changed_number(passages: list[str]) -> str:
+    number_at = next((i for i, p in enumerate(passages) if re.search(r"\d", _quotable(p, needs_number=True))), 0)
+    quote = _quotable(passages[number_at], needs_number=True)
+    changed = re.sub(r"\d+", lambda m: str(int(m.group(0)) + 17), quote, count=1)
+    other = 1 if number_at != 0 else 0
+    return f"{_quotable(passages[other])} [{other + 1}]. {changed} [{number_at + 1}]."
+
+
+GROUNDED = {
+    "grounded": _grounded,
+    "planted": lambda p: f"{_quotable(p[0])} [1]. {INVENTED} [1]. {_quotable(p[1])} [2].",
+    "changed-number": _changed_number,
+    "swapped": lambda p: f"{_quotable(p[1])} [1]. {_quotable(p[0])} [2].",
+    "all-unsupported": lambda p: f"{INVENTED} [1]. The delegates then left for Oslo on 14 boats [2].",
+    "hostile-markup": lambda p: f"{_quotable(p[0])} [1]. Read this <script>alert(1)</script> now [1]. "
+                                "<img src=x onerror=alert(2)> ![pixel](http://127.0.0.1:9/leak.png) "
+                                f"[details](javascript:alert(3)) {_quotable(p[1])} [2].",
+    "bad-markers": lambda p: f"{_quotable(p[0])} [1]. The call went badly [12]. Moscow refused [x1]. Nobody cited this.",
+    "ansi": lambda p: f"{_quotable(p[0])} \x1b[2J\x1b]0;pwned\x07 [1]. {_quotable(p[1])}\x08\x08 [2].",
+}
 
 
 def _rewrite(prompt: str) -> str:

@@ -8,10 +8,12 @@ from rag import InputRejected
 
 
 def assert_citations_valid(pipeline, answer):
-    """Every sentence carries a marker, every marker resolves, every quote is the text at its offsets."""
+    """Every sentence carries a marker, every marker resolves, every quote is the text at its offsets.
+    A citation no marker uses belongs to a sentence the support check left out (in `support`)."""
     ids = {c.id for c in answer.citations}
     markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
-    assert markers == ids and ids == set(range(1, len(ids) + 1))
+    left_out = {n for s in answer.support if not s["supported"] for n in s["citations"]}
+    assert markers | left_out == ids and ids == set(range(1, len(ids) + 1))
     for sentence in re.split(r"(?<=\])\s+", answer.answer.strip()):
         assert re.search(r"\[\d+\]$", sentence), sentence
     for c in answer.citations:

@@ -40,6 +40,9 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     kind: str = "answer"  # "answer", "overview", "timeline" or "articles" (a request that is not a question)
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # {"about", "citations", "figures"}
+    # LLM answers: every sentence of the reply with the citation ids it carries and whether the cited
+    # passages support it (None: it cited nothing); unsupported ones are not in `answer`.
+    support: list[dict[str, Any]] = field(default_factory=list)  # {"sentence", "citations", "supported", "probability"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

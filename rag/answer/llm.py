@@ -8,9 +8,10 @@ Every [n] marker in the reply is validated against the passages that were sent.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from rag.answer.citations import (
     ABSTENTION,
@@ -21,6 +22,7 @@ from rag.answer.citations import (
     instructions_in,
     is_abstention,
 )
+from rag.answer.support import SentenceSupport, check_support
 from rag.config import Settings
 from rag.errors import LLMAuthError, LLMUnavailable
 from rag.injection import repeats_planted
@@ -33,12 +35,42 @@ def prompt(name: str) -> str:
     return (_PROMPTS / name).read_text(encoding="utf-8")
 
 
-def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
-    blocks = "\n".join(
-        f'<passage id="{i}" title="{_attr(p.title)}">\n{p.text}\n</passage>' for i, p in enumerate(passages, start=1)
-    )
-    user = Template(prompt("answer_user.txt")).safe_substitute(passages=blocks, question=question)
-    return [{"role": "system", "content": prompt("answer_system.txt")}, {"role": "user", "content": user}]
+def build_messages(question: str, passages: Sequence[Passage],
+                   budget: int | None = None) -> tuple[list[dict[str, str]], list[Passage]]:
+    """The chat messages, and the passages they hold: in rank order while the prompt stays within
+    `budget` tokens (cl100k; at least the first passage is always sent). A one-shot example turn comes
+    first: small models cite reliably with it, and as a fixed prefix a server's prompt cache keeps it."""
+    head = [{"role": "system", "content": prompt("answer_system.txt")},
+            {"role": "user", "content": prompt("answer_example_user.txt").strip()},
+            {"role": "assistant", "content": prompt("answer_example_assistant.txt").strip()}]
+    template = Template(prompt("answer_user.txt"))
+    blocks = [f'<passage id="{i}" title="{_attr(p.title)}">\n{p.text}\n</passage>'
+              for i, p in enumerate(passages, start=1)]
+    sent = len(blocks)
+    if budget is not None:
+        count = _token_counter()
+        used = sum(count(m["content"]) + 4 for m in head) + count(template.safe_substitute(passages="", question=question))
+        sent = 0
+        for block in blocks:
+            used += count(block) + 1
+            if sent and used > budget:
+                break
+            sent += 1
+    user = template.safe_substitute(passages="\n".join(blocks[:sent]), question=question)
+    return [*head, {"role": "user", "content": user}], list(passages[:sent])
+
+
+def _token_counter() -> Callable[[str], int]:
+    from llama_index.core.utils import get_tokenizer  # cl100k_base from llama-index's bundled cache, offline
+
+    encode = get_tokenizer()
+    return lambda text: len(encode(text))
+
+
+def prompt_tokens(messages: list[dict[str, str]]) -> int:
+    """The size of a prompt in cl100k tokens (4 per message for the chat format's framing)."""
+    count = _token_counter()
+    return sum(count(m["content"]) + 4 for m in messages)
 
 
 def _attr(text: str) -> str:
@@ -124,9 +156,12 @@ def _retry_after(exc: Exception, attempt: int) -> float:
 
 
 def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
-               on_token: Callable[[str], None] | None = None) -> tuple[str, list[Citation], bool, list[str]]:
-    """(answer with renumbered markers, citations, abstained, warnings)."""
-    reply = complete(build_messages(question, passages), settings, on_token)
+               on_token: Callable[[str], None] | None = None, embedder: Any = None) -> LLMAnswer:
+    """The model's answer, its markers validated and (given the embedder) each sentence checked against
+    the passages it cites: only supported sentences (and an abstention) stay in the answer text; every
+    sentence, kept or not, is in `support`. LLMUnavailable when nothing usable is left."""
+    messages, passages = build_messages(question, passages, settings.llm_prompt_tokens)
+    reply = complete(messages, settings, on_token)
     if repeats_planted(reply, [instructions_in(p) for p in passages]):
         # Output validation: the model followed text planted in an article. Never shown.
         raise LLMUnavailable("the model's reply repeated what an article's embedded instructions asked for")
@@ -134,21 +169,60 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
     text = " ".join(sentences)
     if not any(cited):
         if not text or is_abstention(text):
-            return text or ABSTENTION, [], True, warnings
+            return LLMAnswer(text or ABSTENTION, [], True, warnings, [])
         # An answer that cites nothing cannot be checked: it is never shown as one.
         raise LLMUnavailable("the model's reply cited none of the passages")
-    return _attach_citations(sentences, cited, passages) + (False, warnings)
+    markers, citations = _attach_citations(sentences, cited, passages)
+    if embedder is None:
+        support = [SentenceSupport(s, m, None) for s, m in zip(sentences, markers)]
+        return LLMAnswer(_joined(sentences, markers), citations, False, warnings, support)
+    from rag.answer.extractive import sentence_vectors, stored_sentence_vectors
+
+    support = check_support(question, sentences, cited, passages, lambda texts: sentence_vectors(embedder, texts),
+                            stored_sentence_vectors(passages, embedder))
+    for item, ids in zip(support, markers):
+        item.citations = ids
+    kept = [i for i, item in enumerate(support) if item.supported or is_abstention(item.sentence)]
+    if not any(support[i].supported for i in kept):
+        raise LLMUnavailable("no sentence of the model's reply is supported by the passage it cites")
+    for item in support:
+        if item.supported is False:
+            warnings.append(f"left out a sentence its cited passage does not support: {item.sentence[:80]!r}")
+    # Renumbered: the kept sentences' citations first, in order of use, then those only a left-out
+    # sentence carries, so every id in `support` points into `citations`.
+    order = list(dict.fromkeys([*(n for i in kept for n in markers[i]), *(n for ids in markers for n in ids)]))
+    renumber = {old: new for new, old in enumerate(order, start=1)}
+    citations = sorted(citations, key=lambda c: renumber[c.id])
+    for c in citations:
+        c.id = renumber[c.id]
+    for item in support:
+        item.citations = [renumber[n] for n in item.citations]
+    return LLMAnswer(_joined([sentences[i] for i in kept], [support[i].citations for i in kept]), citations, False,
+                     warnings, support)
+
+
+@dataclass
+class LLMAnswer:
+    answer: str
+    citations: list[Citation]
+    abstained: bool
+    warnings: list[str]
+    support: list[SentenceSupport] = field(default_factory=list)
+
+
+def _joined(sentences: Sequence[str], markers: Sequence[Sequence[int]]) -> str:
+    return " ".join(f"{s} {''.join(f'[{n}]' for n in m)}".rstrip() for s, m in zip(sentences, markers))
 
 
 def _attach_citations(sentences: list[str], cited: list[list[int]],
-                      passages: Sequence[Passage]) -> tuple[str, list[Citation]]:
+                      passages: Sequence[Passage]) -> tuple[list[list[int]], list[Citation]]:
     """Each marker becomes a citation of the passage sentence that best supports its sentence,
-    numbered in order of first use."""
+    numbered in order of first use; (each sentence's citation ids, the citations)."""
     citations: list[Citation] = []
     by_key: dict[tuple[str, int], int] = {}
-    out = []
+    markers: list[list[int]] = []
     for sentence, numbers in zip(sentences, cited):
-        markers = ""
+        ids = []
         for n in numbers:
             passage = passages[n - 1]
             span = best_supporting_span(sentence, passage)
@@ -156,6 +230,7 @@ def _attach_citations(sentences: list[str], cited: list[list[int]],
             if key not in by_key:
                 by_key[key] = len(citations) + 1
                 citations.append(citation_for(passage, span, by_key[key]))
-            markers += f"[{by_key[key]}]"
-        out.append(f"{sentence} {markers}".rstrip())
-    return " ".join(out), citations
+            if by_key[key] not in ids:
+                ids.append(by_key[key])
+        markers.append(ids)
+    return markers, citations

@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 
 from rag import Pipeline
 from rag.cli import main
-from rag.render import answer_markdown, escape_markdown, quotes_in_paragraph
+from rag.render import answer_markdown, escape_markdown, left_out_markdown, quotes_in_paragraph
 
 HOSTILE_ARTICLE = ("Budapest venue report\n\nThe Budapest summit venue was inspected <script>alert(1)</script> "
                    "by officials on Monday. <img src=x onerror=alert(2)> Hotel bookings rose ![pixel]"
@@ -34,7 +34,7 @@ def _inert(html: str) -> bool:
             tags.append((tag, attrs))
 
     Collect().feed(html)
-    return all(tag in ("p", "strong") or (tag == "a" and [a for a, _ in attrs] in (["href"], ["href", "title"])
+    return all(tag in ("p", "strong", "ul", "li", "del") or (tag == "a" and [a for a, _ in attrs] in (["href"], ["href", "title"])
                               and attrs[0][1].startswith("#sources-")) for tag, attrs in tags)
 
 
@@ -60,8 +60,10 @@ def test_model_markup_is_inert_in_the_chat(seeded, llm_server):
     llm = Pipeline(seeded.settings.replace(openai_api_key="sk-test-not-real", openai_base_url=llm_server.base_url,
                                            openai_model="hostile-markup"))
     answer = llm.ask("Why was the Budapest summit cancelled?", mode="llm")
-    assert answer.mode == "llm" and "<script>" in answer.answer  # the raw text is kept as data...
+    written = answer.answer + " ".join(s["sentence"] for s in answer.support)
+    assert answer.mode == "llm" and "<script>" in written and "javascript:" in written  # the raw text is data...
     assert _inert(_html(answer_markdown(answer.answer, {c.id: c.quote for c in answer.citations}, 0)))  # ...shown inert
+    assert _inert(_html(left_out_markdown(answer.support) or ""))
 
 
 def test_no_control_character_reaches_the_terminal(hostile_pipeline, llm_server, capsys, monkeypatch):
