@@ -83,22 +83,30 @@ def _subject_and_verb(question: str) -> set[str]:
 
 def condense_with_llm(question: str, history: Sequence[str] | None, settings: "Settings") -> str:
     """The LLM's stand-alone rewrite of a follow-up; the deterministic one if the LLM fails."""
-    from rag.answer.llm import complete, prompt
+    from rag.answer.llm import complete
     from rag.errors import LLMUnavailable
 
     if not history:
         return question
-    user = Template(prompt("condense_user.txt")).safe_substitute(
-        history="\n".join(f"- {q}" for q in history[-MAX_HISTORY:]), question=question)
     try:
-        reply = complete([{"role": "system", "content": prompt("condense_system.txt")},
-                          {"role": "user", "content": user}], settings)
+        reply = complete(condense_messages(question, history), settings)
     except LLMUnavailable:
         return condense(question, history)
-    rewritten = " ".join(reply.split()).strip('"')
-    if not rewritten or len(rewritten) > settings.max_question_chars or "\n" in reply.strip():
+    # The first line only: small models add an explanation below the rewrite.
+    lines = [line.strip().strip('"') for line in reply.strip().splitlines() if line.strip()]
+    rewritten = lines[0] if lines else ""
+    if not rewritten or len(rewritten) > settings.max_question_chars:
         return condense(question, history)
     return rewritten
+
+
+def condense_messages(question: str, history: Sequence[str]) -> list[dict[str, str]]:
+    """The rewrite prompt: the last few questions only (the answers would make it long for a CPU model)."""
+    from rag.answer.llm import prompt
+
+    user = Template(prompt("condense_user.txt")).safe_substitute(
+        history="\n".join(f"- {q}" for q in history[-MAX_HISTORY:]), question=question)
+    return [{"role": "system", "content": prompt("condense_system.txt")}, {"role": "user", "content": user}]
 
 
 def suggested_questions(sources: Sequence[dict], n: int = 3) -> list[str]:

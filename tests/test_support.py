@@ -105,3 +105,17 @@ def test_changed_number_keeps_the_shape_and_changes_the_value():
     changed = changed_number("The war began in 2022 with 150 soldiers.", "seed")
     assert changed != "The war began in 2022 with 150 soldiers." and re.search(r"in \d{4} with 150", changed)
     assert changed_number("No numbers.", "seed") is None
+
+
+def test_eval_in_llm_mode_measures_the_check_on_planted_sentences(seeded, llm_server, tmp_path):
+    from rag.evaluation import run_eval
+
+    settings = seeded.settings.replace(data_dir=tmp_path, openai_base_url=llm_server.base_url, openai_model="cite-ok")
+    result = run_eval("evals/gold.jsonl", settings, mode="llm", limit=4)
+    metrics = result.metrics
+    assert 0 < metrics["llm_answer_rate"] <= 1
+    assert metrics["support_recall_planted"] is not None and metrics["support_precision_planted"] is not None
+    counts = [q["planted"] for q in result.questions if q.get("planted")]
+    assert sum(c["planted"] for c in counts) >= 4 and all(c["caught"] <= c["planted"] for c in counts)
+    extractive = run_eval("evals/gold.jsonl", settings, mode="extractive", limit=2).metrics
+    assert extractive["llm_answer_rate"] is None

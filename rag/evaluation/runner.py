@@ -23,7 +23,7 @@ from rag.evaluation.gold import GoldItem, load_gold, matches
 METRIC_NAMES = ("hit_at_k", "recall_at_k", "mrr", "ndcg_at_k", "ndcg_at_10_docs", "recall_at_10_docs", "mrr_docs",
                 "fact_recall", "answer_f1", "answer_rouge_l", "citation_validity", "citation_precision",
                 "abstention_accuracy", "false_abstention_rate", "answer_words_mean", "latency_ms_p50",
-                "latency_ms_p95")
+                "latency_ms_p95", "llm_answer_rate", "support_precision_planted", "support_recall_planted")
 DOC_DEPTH = 10  # BEIR's cut-off for the distinct-document ranking
 DOC_POOL = 50  # passages read to find DOC_DEPTH distinct documents
 ProgressCallback = Callable[[int, int], None]
@@ -76,8 +76,9 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
     mode = settings.resolved_mode(mode)
     document_text = lru_cache(maxsize=None)(pipeline.document_text)
     records = []
+    foreign: list[str | None] = [None]  # LLM mode: the previous answer's first kept sentence, planted next
     for done, item in enumerate(items, start=1):
-        records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, corpus_files))
+        records.append(_evaluate(item, pipeline, k, mode, document_text, corpus, corpus_files, foreign))
         if progress:
             progress(done, len(items))
     result = EvalResult(metrics=aggregate(records), k=k, mode=mode, questions=records, gold=display_path(Path(gold_path)),
@@ -127,7 +128,7 @@ def _relative(path: Path | str, corpus: Path) -> str:
 
 
 def _evaluate(item: GoldItem, pipeline: Any, k: int, mode: str, document_text: Callable[[str], str],
-              corpus: Path, corpus_files: set[str]) -> dict[str, Any]:
+              corpus: Path, corpus_files: set[str], foreign: list[str | None]) -> dict[str, Any]:
     record: dict[str, Any] = {"id": item.id, "split": item.split, "question": item.question,
                               "answerable": item.answerable, "sources": item.sources}
     started = time.perf_counter()
@@ -159,6 +160,12 @@ def _evaluate(item: GoldItem, pipeline: Any, k: int, mode: str, document_text: C
         answer_f1=m.token_f1(spoken, item.references) if item.references else None,
         answer_rouge_l=m.rouge_l(spoken, item.references) if item.references else None,
         **_document_scores(_document_ranking(item, pipeline, corpus), item, corpus_files))
+    if mode == "llm":
+        from rag.evaluation.planting import first_kept_sentence, plant_and_check
+
+        record.update(support=answer.support, planted=plant_and_check(answer, pipeline.searcher.embedder, foreign[0]))
+        if answer.mode == "llm" and answer.support:
+            foreign[0] = first_kept_sentence(answer) or foreign[0]
     record["reasons"] = _reasons(record, item)
     record["passed"] = not record["reasons"]
     return record
@@ -239,8 +246,22 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, float | None]:
         "answer_words_mean": m.mean([r["answer_words"] for r in answered]),
         "latency_ms_p50": m.percentile(latencies, 50),
         "latency_ms_p95": m.percentile(latencies, 95),
+        **_support_metrics(records),
     }
     return {name: None if v is None else round(v, 4) for name, v in values.items()}
+
+
+def _support_metrics(records: list[dict[str, Any]]) -> dict[str, float | None]:
+    """LLM mode: the share of questions the model's own answer was used for (no fallback), and the
+    support check against sentences planted into those answers (rag.evaluation.planting)."""
+    if not any("planted" in r for r in records):
+        return {"llm_answer_rate": None, "support_precision_planted": None, "support_recall_planted": None}
+    counts = [r["planted"] for r in records if r.get("planted")]
+    planted, caught = sum(c["planted"] for c in counts), sum(c["caught"] for c in counts)
+    false_alarms = sum(c["own_flagged"] for c in counts)
+    return {"llm_answer_rate": m.mean([1.0 if r.get("mode") == "llm" else 0.0 for r in records]),
+            "support_precision_planted": caught / (caught + false_alarms) if caught + false_alarms else None,
+            "support_recall_planted": caught / planted if planted else None}
 
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
