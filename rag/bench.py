@@ -200,21 +200,13 @@ def _chroma(tmp: Path, wanted: bool) -> Iterator[dict[str, str]]:
 
 
 def _free_port() -> int:
-    import socket
+    from rag.loopback import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _wait(url: str, timeout: float) -> None:
-    import urllib.request
+    from rag.loopback import wait_for_url
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise StoreUnavailable(f"{url} did not come up within {timeout:g} s")
+    if not wait_for_url(url, timeout):
+        raise StoreUnavailable(f"{url} did not come up within {timeout:g} s")

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import tomllib
-import urllib.request
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,15 +171,12 @@ def running_server(path: Path, *, port: int, alias: str, threads: int, context: 
 
 
 def _wait_ready(process: subprocess.Popen, url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LLMUnavailable(f"the llama.cpp server exited with code {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
+    from rag.loopback import wait_for_url
+
+    if wait_for_url(url, timeout, process):
+        return
+    if process.poll() is not None:
+        raise LLMUnavailable(f"the llama.cpp server exited with code {process.returncode} before it was ready")
     raise LLMUnavailable(f"the llama.cpp server did not answer within {timeout:g} s")
 
 
