@@ -101,3 +101,17 @@ def test_markers_carry_their_quote_as_a_plain_title_and_lead_to_their_entry():
     html_out = rendered(out)
     assert 'href="#sources-0" title="He said &quot;no&quot; ![x](http://e/p)"' in html_out
     assert html_out.count('href="#sources-0"') == 2 and "<img" not in html_out
+
+
+def test_left_out_sentences_are_struck_through_with_why():
+    from rag.render import left_out_markdown
+
+    support = [{"sentence": "Kept [1].", "citations": [1], "supported": True},
+               {"sentence": "Talks moved to *Lisbon*.", "citations": [2], "supported": False},
+               {"sentence": "Nobody cited this.", "citations": [], "supported": None},
+               {"sentence": "The articles don't say.", "citations": [], "supported": None}]
+    text = left_out_markdown(support)
+    lines = text.splitlines()[2:]
+    assert lines == [r"- :orange[~~Talks moved to \*Lisbon\*\.~~] — not supported by the passage it cites \[2\]",
+                     r"- :orange[~~Nobody cited this\.~~] — cites no passage"]
+    assert left_out_markdown(support[:1]) is None and left_out_markdown([]) is None
