@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="TOML gate (default: thresholds.toml beside the gold file, when there is one)")
     evaluate.add_argument("--no-gate", action="store_true", help="report only, never fail on thresholds")
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N questions (a quick run)")
+    evaluate.add_argument("--sample", type=int, metavar="N", help="N questions, half answerable and half not, "
+                          "chosen by a hash of their ids (the same on every run; for a slow model)")
     evaluate.add_argument("--judge", action="store_true",
                           help="also score with LlamaIndex's LLM judges (needs OPENAI_API_KEY; never gated)")
 
@@ -328,7 +330,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     baseline = load_baseline(args.baseline) if args.baseline else None
     with _progress_bar(disable=None, unit="question", desc="evaluating") as progress:
         result = run_eval(args.gold, settings, corpus=args.corpus, k=args.k, mode=args.mode, judge=args.judge,
-                          progress=progress, limit=args.limit).to_dict()
+                          progress=progress, limit=args.limit,
+                          sample=args.sample).to_dict()
     comparison = compare(result, baseline) if baseline else None
     if comparison:
         result["comparison"] = comparison

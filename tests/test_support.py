@@ -119,3 +119,14 @@ def test_eval_in_llm_mode_measures_the_check_on_planted_sentences(seeded, llm_se
     assert sum(c["planted"] for c in counts) >= 4 and all(c["caught"] <= c["planted"] for c in counts)
     extractive = run_eval("evals/gold.jsonl", settings, mode="extractive", limit=2).metrics
     assert extractive["llm_answer_rate"] is None
+
+
+def test_a_stratified_sample_is_half_answerable_and_stable():
+    from rag.evaluation.gold import load_gold
+    from rag.evaluation.runner import stratified_sample
+
+    items = load_gold("evals/gold.jsonl")
+    sample = stratified_sample(items, 10)
+    assert len(sample) == 10 and sum(i.answerable for i in sample) == 5
+    assert [i.id for i in sample] == [i.id for i in stratified_sample(list(items), 10)]
+    assert [i.id for i in sample] == [i.id for i in items if i in sample]  # file order kept

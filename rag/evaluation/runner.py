@@ -54,7 +54,7 @@ class EvalResult:
 
 def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None, k: int | None = None,
              mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None,
-             limit: int | None = None) -> EvalResult:
+             limit: int | None = None, sample: int | None = None) -> EvalResult:
     from rag.ingest import display_path, expand_paths
     from rag.pipeline import Pipeline
 
@@ -69,6 +69,8 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
         if limit < 1:
             raise InputRejected(f"limit must be at least 1, got {limit}")
         items = items[:limit]
+    if sample is not None:
+        items = stratified_sample(items, sample)
     pipeline = Pipeline(eval_settings(settings, corpus, files))
     report = pipeline.ingest([corpus])
     warnings = [f"corpus file skipped: {s['path']}: {s['reason']}" for s in report.skipped]
@@ -95,6 +97,19 @@ def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None,
         result.judge = judge_answers(items, records, settings)
     result.seconds = round(time.perf_counter() - started, 2)
     return result
+
+
+def stratified_sample(items: list[GoldItem], n: int) -> list[GoldItem]:
+    """n questions, half answerable and half not where the file has both, each half the first by a hash
+    of the id: the same rows on every run and machine, in file order (for slow runs, e.g. a CPU LLM)."""
+    if n < 1:
+        raise InputRejected(f"sample must be at least 1, got {n}")
+    groups = [[i for i in items if i.answerable], [i for i in items if not i.answerable]]
+    groups = [g for g in groups if g]
+    shares = [n // len(groups) + (1 if j < n % len(groups) else 0) for j in range(len(groups))]
+    chosen = {id(i) for g, share in zip(groups, shares)
+              for i in sorted(g, key=lambda i: hashlib.sha256(i.id.encode()).hexdigest())[:share]}
+    return [i for i in items if id(i) in chosen]
 
 
 def eval_settings(settings: Settings, corpus: Path, files: list[Path]) -> Settings:
