@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --scale: time the raw model on this random share of the texts and scale up "
                             "(default 1: all of them)")
     bench.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="with --scale: write the results here")
+    bench.add_argument("--workdir", type=Path, metavar="DIR",
+                       help="with --scale: keep the corpus and index in DIR/N/ (default: a temp dir, removed); "
+                            "a stopped run is resumed by the same command, its ingest time added up")
 
     local = sub.add_parser("llm-server", help="serve a local LLM (llama.cpp, OpenAI-compatible) on loopback; "
                            "with a command after --, run it pointed at the server",
@@ -384,7 +387,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
             raise InputRejected("--scale needs chunk counts of at least 10, --queries at least 1 and "
                                 "--raw-sample between 0 (excluded) and 1")
         return run_scale_bench(settings, args.scale, queries=args.queries, plain=not args.no_plain,
-                               raw_sample=args.raw_sample, json_out=args.json_out)
+                               raw_sample=args.raw_sample, json_out=args.json_out, workdir=args.workdir)
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.ask_share <= 1:
         raise InputRejected("--clients must be >= 1, --seconds > 0 and --ask-share between 0 and 1")
     return run_bench(settings, clients=args.clients, seconds=args.seconds, ask_share=args.ask_share,

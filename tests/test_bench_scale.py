@@ -51,6 +51,27 @@ def test_a_small_run_prints_the_table_and_writes_json(source, settings, tmp_path
     assert result["ours"]["cold_ask"]["seconds"] > 0 and "plain" not in result
 
 
+def test_a_stopped_run_in_a_workdir_is_resumed_and_its_time_added_up(source, settings, tmp_path, capsys):
+    workdir = tmp_path / "work"
+    root = workdir / "10"
+    root.mkdir(parents=True)
+    # what a run killed during its ingest leaves: 5 s recorded by its heartbeat, nothing complete
+    (root / "ingest_log.json").write_text(json.dumps({"runs": [{"started": 0, "seconds": 5.0}], "complete": False}))
+    out = tmp_path / "scale.json"
+    run = dict(source=source, queries=2, plain=False, raw_sample=0.5, json_out=out, workdir=workdir)
+    assert run_scale_bench(settings, [10], **run) == 0
+    [first] = json.loads(out.read_text())
+    assert first["ours"]["ingest_runs"] == 2 and first["ours"]["index_seconds"] > 5.0
+    assert "(in 2 runs)" in capsys.readouterr().out
+    corpus_written = (root / "corpus.json").stat().st_mtime_ns
+
+    assert run_scale_bench(settings, [10], **run) == 0  # all done: nothing rebuilt, nothing re-timed
+    [second] = json.loads(out.read_text())
+    assert (root / "corpus.json").stat().st_mtime_ns == corpus_written
+    assert second["ours"]["ingest_runs"] == 2 and second["ours"]["index_seconds"] == first["ours"]["index_seconds"]
+    assert second["ours"]["chunks"] == first["ours"]["chunks"] >= 10
+
+
 def test_without_its_source_it_says_what_is_missing(settings, tmp_path):
     with pytest.raises(ConfigError, match="builds its corpus from"):
         run_scale_bench(settings, [10], source=tmp_path / "nowhere")
