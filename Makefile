@@ -68,9 +68,12 @@ llama-cpp: $(STAMP)
 	@$(PY) -c "import llama_cpp.server" 2>/dev/null || \
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet "$(LLAMA_CPP)"
 
-# Qwen2.5-Coder-0.5B-Instruct through llama.cpp's OpenAI-compatible server on loopback.
+# Qwen2.5-Coder-0.5B-Instruct through llama.cpp's OpenAI-compatible server on loopback. The model is
+# fetched first (the tests refuse the network) into the user's model cache, where `make run-local` looks.
+MODEL_CACHE ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/newsrag
 test-llm: llama-cpp
-	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 $(PY) -m pytest -q -m llm tests/test_llm_real.py
+	RAG_MODEL_CACHE="$(MODEL_CACHE)" $(VENV)/bin/rag llm-server --model 0.5b --fetch-only
+	HF_HUB_OFFLINE=1 RAG_TEST_LLM=1 RAG_MODEL_CACHE="$(MODEL_CACHE)" $(PY) -m pytest -q -m llm tests/test_llm_real.py
 
 # The chat answered by Qwen2.5-Coder-1.5B-Instruct on this machine (slow on a CPU: see the README);
 # `make run` stays offline-extractive. LOCAL_MODEL=0.5b for the smaller, faster, less careful one.

@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--threads", type=int, help="llama.cpp threads (default: the cores but one)")
     local.add_argument("--context", type=int, default=2048, help="the model's context window in tokens")
     local.add_argument("--log", type=Path, help="append the server's output to this file")
+    local.add_argument("--fetch-only", action="store_true",
+                       help="only assemble the model into the model cache (hash checked), print its path, exit")
     local.add_argument("run", nargs=argparse.REMAINDER, help="-- COMMAND …: run this pointed at the server")
 
     sub.add_parser("check", help="check the store in a separate process: whole, or damaged (then rebuild)")
@@ -286,8 +288,11 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _llm_server(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.answer.local_model import run_with_server
+    from rag.answer.local_model import ensure_model, model_named, run_with_server
 
+    if args.fetch_only:
+        print(ensure_model(model_named(args.model), settings.models_dir))
+        return 0
     command = args.run[1:] if args.run[:1] == ["--"] else args.run
     return run_with_server(args.model, settings.models_dir, command, port=args.port, threads=args.threads,
                            context=args.context, log_file=args.log)

@@ -51,13 +51,45 @@ def test_a_changed_number_is_not_supported(llm_pipeline):
     assert numbers_in(changed[0]["sentence"]) - numbers_in(" ".join(p.text for p in answer.passages))
 
 
-def test_swapped_citations_are_not_supported(llm_pipeline):
+def test_swapped_citations_are_flagged_by_the_check_and_moved_to_the_supporting_passage(llm_pipeline):
+    from rag.answer.extractive import sentence_vectors, stored_sentence_vectors
+    from rag.answer.support import check_support
+
     pipeline = llm_pipeline("swapped")
     passages = pipeline.retrieve(QUESTION)
     assert passages[0].source != passages[1].source or passages[0].text != passages[1].text
     answer = pipeline.ask(QUESTION, mode="llm")
-    assert answer.mode == "extractive" and "no sentence of the model's reply is supported" in answer.notice
-    assert answer.citations  # the extractive answer, cited
+    sentences = [s["sentence"] for s in answer.support]
+    # the check alone says no to both: each cites the other's passage
+    embedder = pipeline.searcher.embedder
+    verdicts = check_support(QUESTION, sentences, [[1], [2]], passages[:2], lambda t: sentence_vectors(embedder, t),
+                             stored_sentence_vectors(passages[:2], embedder))
+    assert [v.supported for v in verdicts] == [False, False]
+    # the answerer cites each to the passage it came from instead, and says so
+    assert answer.mode == "llm" and [s["recited"] for s in answer.support] == [True, True]
+    by_id = {c.id: c for c in answer.citations}
+    assert [by_id[s["citations"][0]].passage_id for s in answer.support] == [passages[1].id, passages[0].id]
+    assert sum("not the one the model named" in w for w in answer.warnings) == 2
+    assert_citations_valid(pipeline, answer)
+
+
+def test_an_uncited_sentence_is_cited_to_the_passage_it_came_from_only_when_reciting(llm_pipeline):
+    from rag.answer.citations import candidate_sentences
+    from rag.answer.extractive import sentence_vectors, stored_sentence_vectors
+    from rag.answer.support import check_support
+
+    pipeline = llm_pipeline("cite-ok")
+    passages = pipeline.retrieve(QUESTION)[:3]
+    quoted = max((s.text for s in candidate_sentences(passages[2])), key=len)
+    embedder = pipeline.searcher.embedder
+
+    def check(recite):
+        return check_support(QUESTION, [quoted], [[]], passages, lambda t: sentence_vectors(embedder, t),
+                             stored_sentence_vectors(passages, embedder), recite=recite)[0]
+
+    assert check(False).supported is None
+    recited = check(True)
+    assert recited.supported and recited.recited and recited.citations == [3] and recited.probability >= 0.5
 
 
 def test_every_sentence_unsupported_falls_back_to_the_extractive_answer(llm_pipeline):
@@ -66,10 +98,11 @@ def test_every_sentence_unsupported_falls_back_to_the_extractive_answer(llm_pipe
     assert "Lisbon" not in answer.answer and answer.support == []
 
 
-def test_uncited_sentences_are_marked_uncited_and_left_out(llm_pipeline):
+def test_uncited_sentences_no_passage_supports_are_marked_uncited_and_left_out(llm_pipeline):
     answer = llm_pipeline("bad-markers").ask(QUESTION, mode="llm")
     uncited = [s for s in answer.support if s["supported"] is None]
-    assert uncited and all(s["sentence"] not in answer.answer for s in uncited)
+    assert uncited and all(s["sentence"] not in answer.answer and not s["citations"] for s in uncited)
+    assert "Nobody cited this" in " ".join(s["sentence"] for s in uncited)
 
 
 def test_ask_json_carries_the_support_list(seeded, llm_server, monkeypatch, capsys):
@@ -79,7 +112,7 @@ def test_ask_json_carries_the_support_list(seeded, llm_server, monkeypatch, caps
     monkeypatch.setenv("OPENAI_MODEL", "planted")
     assert main(["--data-dir", str(seeded.settings.data_dir), "ask", QUESTION, "--mode", "llm", "--json"]) == 0
     support = json.loads(capsys.readouterr().out)["support"]
-    assert {tuple(sorted(s)) for s in support} == {("citations", "probability", "sentence", "supported")}
+    assert {tuple(sorted(s)) for s in support} == {("citations", "probability", "recited", "sentence", "supported")}
     assert [s["supported"] for s in support].count(False) == 1
 
 

@@ -42,7 +42,7 @@ class Answer:
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # {"about", "citations", "figures"}
     # LLM answers: every sentence of the reply with the citation ids it carries and whether the cited
     # passages support it (None: it cited nothing); unsupported ones are not in `answer`.
-    support: list[dict[str, Any]] = field(default_factory=list)  # {"sentence", "citations", "supported", "probability"}
+    support: list[dict[str, Any]] = field(default_factory=list)  # {"sentence", "citations", "supported", "probability", "recited"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -172,14 +172,15 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
             return LLMAnswer(text or ABSTENTION, [], True, warnings, [])
         # An answer that cites nothing cannot be checked: it is never shown as one.
         raise LLMUnavailable("the model's reply cited none of the passages")
-    markers, citations = _attach_citations(sentences, cited, passages)
     if embedder is None:
+        markers, citations = _attach_citations(sentences, cited, passages)
         support = [SentenceSupport(s, m, None) for s, m in zip(sentences, markers)]
         return LLMAnswer(_joined(sentences, markers), citations, False, warnings, support)
     from rag.answer.extractive import sentence_vectors, stored_sentence_vectors
 
     support = check_support(question, sentences, cited, passages, lambda texts: sentence_vectors(embedder, texts),
-                            stored_sentence_vectors(passages, embedder))
+                            stored_sentence_vectors(passages, embedder), recite=True)
+    markers, citations = _attach_citations(sentences, [item.citations for item in support], passages)
     for item, ids in zip(support, markers):
         item.citations = ids
     kept = [i for i, item in enumerate(support) if item.supported or is_abstention(item.sentence)]
@@ -188,6 +189,9 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
     for item in support:
         if item.supported is False:
             warnings.append(f"left out a sentence its cited passage does not support: {item.sentence[:80]!r}")
+        elif item.recited:
+            warnings.append(f"cited a sentence to the passage that supports it, not the one the model named: "
+                            f"{item.sentence[:80]!r}")
     # Renumbered: the kept sentences' citations first, in order of use, then those only a left-out
     # sentence carries, so every id in `support` points into `citations`.
     order = list(dict.fromkeys([*(n for i in kept for n in markers[i]), *(n for ids in markers for n in ids)]))

@@ -9,6 +9,11 @@ human answers beside their gold passages, against the same sentences beside othe
 citation), with a number changed, or from another question; `rag/data/support.json` holds them and the
 held-out figures. A sentence is supported when P(supported) ≥ 0.5: the fit weighs both classes alike,
 so that is the point where supported is the likelier of the two.
+
+With `recite`, a sentence its own citation does not support (or that cites nothing) is checked against
+each of the other passages the model was given, and cited to the one that supports it best, if one
+does: small models often copy a sentence from one passage and put the marker of another. The check
+itself (`recite=False`) is what the eval's planted sentences measure.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class SentenceSupport:
     citations: list[int]
     supported: bool | None
     probability: float | None = None
+    recited: bool = False  # the model cited another passage, or none; the check found this one supports it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,32 +109,48 @@ def default_model() -> SupportModel:
 
 def check_support(question: str, sentences: Sequence[str], cited: Sequence[Sequence[int]], passages: Sequence[Any],
                   embed: Callable[[list[str]], list[Any]], vectors_of: Callable[[list[str]], list[Any]],
-                  model: SupportModel | None = None) -> list[SentenceSupport]:
+                  model: SupportModel | None = None, *, recite: bool = False) -> list[SentenceSupport]:
     """A verdict for every sentence. `cited[i]` are sentence i's passage numbers (1-based into
     `passages`); `embed` embeds the answer's sentences (one batch); `vectors_of` gives the passages'
-    sentence vectors (stored at ingest)."""
+    sentence vectors (stored at ingest). With `recite`, unsupported and uncited sentences are moved to
+    the single passage that supports them best, when one does (`citations` then holds its number)."""
     from rag.answer.citations import candidate_sentences, is_abstention
 
     model = model or default_model()
-    checked = [i for i, numbers in enumerate(cited) if numbers and not is_abstention(sentences[i])]
+    substantive = [i for i, s in enumerate(sentences) if not is_abstention(s)]
+    checked = [i for i in substantive if cited[i]]
     results = [SentenceSupport(s, list(c), None) for s, c in zip(sentences, cited)]
-    if not checked:
+    candidates = substantive if recite else checked
+    if not candidates:
         return results
-    own = _unit(np.asarray(embed([sentences[i] for i in checked]), dtype=np.float32))
+    own = dict(zip(candidates, _unit(np.asarray(embed([sentences[i] for i in candidates]), dtype=np.float32))))
+    numbers_needed = range(1, len(passages) + 1) if recite else sorted({n for i in checked for n in cited[i]})
     spans = {n: [s.text for s in candidate_sentences(passages[n - 1])] or [passages[n - 1].text]
-             for i in checked for n in cited[i]}
+             for n in numbers_needed}
     texts = list(dict.fromkeys(t for group in spans.values() for t in group))
     table = dict(zip(texts, _unit(np.asarray(vectors_of(texts), dtype=np.float32))))
-    rows = []
-    for row, i in enumerate(checked):
-        numbers = cited[i]
-        group = [t for n in numbers for t in spans[n]]
-        rows.append(support_features(sentences[i], own[row], question,
-                                     "\n".join(passages[n - 1].text for n in numbers), group,
-                                     np.stack([table[t] for t in group])))
-    for i, p in zip(checked, model.probabilities(np.stack(rows))):
+
+    def probabilities(pairs: list[tuple[int, Sequence[int]]]) -> np.ndarray:
+        rows = []
+        for i, numbers in pairs:
+            group = [t for n in numbers for t in spans[n]]
+            rows.append(support_features(sentences[i], own[i], question,
+                                         "\n".join(passages[n - 1].text for n in numbers), group,
+                                         np.stack([table[t] for t in group])))
+        return model.probabilities(np.stack(rows)) if rows else np.zeros(0)
+
+    for i, p in zip(checked, probabilities([(i, cited[i]) for i in checked])):
         results[i].probability = round(float(p), 4)
         results[i].supported = bool(p >= model.threshold)
+    if recite:
+        lacking = [i for i in substantive if not results[i].supported]
+        pairs = [(i, [n]) for i in lacking for n in spans if n not in cited[i]]
+        best: dict[int, tuple[float, int]] = {}
+        for (i, [n]), p in zip(pairs, probabilities(pairs)):
+            if p >= model.threshold and p > best.get(i, (0.0, 0))[0]:
+                best[i] = (float(p), n)
+        for i, (p, n) in best.items():
+            results[i] = SentenceSupport(sentences[i], [n], True, round(p, 4), recited=True)
     return results
 
 
