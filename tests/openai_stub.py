@@ -7,6 +7,7 @@ behaviour, so one server serves every test:
   bad-markers    a cited sentence, then out-of-range, malformed and missing markers
   abstain        "The articles don't say."
   uncited        a fluent answer with no markers at all
+  unmarked       sentences of passages 1 and 2 with no markers (what small models often write)
   hang           sleeps past any sane client timeout
   429-then-ok    429 with Retry-After: 0 on the first attempt, then cite-ok
   always-500     HTTP 500 every time
@@ -184,6 +185,7 @@ GROUNDED = {
     "planted": lambda p: f"{_quotable(p[0])} [1]. {INVENTED} [1]. {_quotable(p[1])} [2].",
     "changed-number": _changed_number,
     "swapped": lambda p: f"{_quotable(p[1])} [1]. {_quotable(p[0])} [2].",
+    "unmarked": lambda p: f"{_quotable(p[0])}. {_quotable(p[1])}.",
     "all-unsupported": lambda p: f"{INVENTED} [1]. The delegates then left for Oslo on 14 boats [2].",
     "hostile-markup": lambda p: f"{_quotable(p[0])} [1]. Read this <script>alert(1)</script> now [1]. "
                                 "<img src=x onerror=alert(2)> ![pixel](http://127.0.0.1:9/leak.png) "

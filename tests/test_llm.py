@@ -43,11 +43,11 @@ def test_abstention_from_the_model(llm_pipeline):
     assert answer.abstained and answer.citations == [] and answer.mode == "llm"
 
 
-def test_an_uncited_reply_is_never_shown_as_an_answer(llm_pipeline):
+def test_an_uncited_reply_no_passage_supports_is_never_shown_as_an_answer(llm_pipeline):
     answer = llm_pipeline("uncited").ask("Why was the Budapest summit cancelled?", mode="llm")
     assert "weather" not in answer.answer
     assert answer.mode == "extractive" and answer.citations
-    assert "cited none of the passages" in answer.notice
+    assert "cited none of the passages, and none supports it" in answer.notice
 
 
 def test_streaming_yields_tokens_then_the_validated_answer(llm_pipeline):

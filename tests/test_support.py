@@ -92,6 +92,16 @@ def test_an_uncited_sentence_is_cited_to_the_passage_it_came_from_only_when_reci
     assert recited.supported and recited.recited and recited.citations == [3] and recited.probability >= 0.5
 
 
+def test_a_reply_without_markers_is_cited_by_the_check(llm_pipeline):
+    pipeline = llm_pipeline("unmarked")
+    passages = pipeline.retrieve(QUESTION)
+    answer = pipeline.ask(QUESTION, mode="llm")
+    assert answer.mode == "llm" and [s["recited"] for s in answer.support] == [True, True]
+    by_id = {c.id: c for c in answer.citations}
+    assert [by_id[s["citations"][0]].passage_id for s in answer.support] == [passages[0].id, passages[1].id]
+    assert_citations_valid(pipeline, answer)
+
+
 def test_every_sentence_unsupported_falls_back_to_the_extractive_answer(llm_pipeline):
     answer = llm_pipeline("all-unsupported").ask(QUESTION, mode="llm")
     assert answer.mode == "extractive" and "Showing the extractive answer instead" in answer.notice

@@ -170,8 +170,9 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
     if not any(cited):
         if not text or is_abstention(text):
             return LLMAnswer(text or ABSTENTION, [], True, warnings, [])
-        # An answer that cites nothing cannot be checked: it is never shown as one.
-        raise LLMUnavailable("the model's reply cited none of the passages")
+        if embedder is None:  # nothing can say which passage supports it: never shown as an answer
+            raise LLMUnavailable("the model's reply cited none of the passages")
+        # Otherwise the support check cites each sentence a passage supports, and drops the rest.
     if embedder is None:
         markers, citations = _attach_citations(sentences, cited, passages)
         support = [SentenceSupport(s, m, None) for s, m in zip(sentences, markers)]
@@ -185,7 +186,8 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
         item.citations = ids
     kept = [i for i, item in enumerate(support) if item.supported or is_abstention(item.sentence)]
     if not any(support[i].supported for i in kept):
-        raise LLMUnavailable("no sentence of the model's reply is supported by the passage it cites")
+        raise LLMUnavailable("no sentence of the model's reply is supported by the passage it cites"
+                             if any(cited) else "the model's reply cited none of the passages, and none supports it")
     for item in support:
         if item.supported is False:
             warnings.append(f"left out a sentence its cited passage does not support: {item.sentence[:80]!r}")
