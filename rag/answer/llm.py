@@ -167,13 +167,11 @@ def answer_llm(question: str, passages: Sequence[Passage], settings: Settings,
         raise LLMUnavailable("the model's reply repeated what an article's embedded instructions asked for")
     sentences, cited, warnings = extract_markers(reply, len(passages))
     text = " ".join(sentences)
-    if not any(cited):
-        if not text or is_abstention(text):
-            return LLMAnswer(text or ABSTENTION, [], True, warnings, [])
-        if embedder is None:  # nothing can say which passage supports it: never shown as an answer
+    if not any(cited) and (not text or is_abstention(text)):
+        return LLMAnswer(text or ABSTENTION, [], True, warnings, [])
+    if embedder is None:  # no support check
+        if not any(cited):  # nothing can say which passage supports it: never shown as an answer
             raise LLMUnavailable("the model's reply cited none of the passages")
-        # Otherwise the support check cites each sentence a passage supports, and drops the rest.
-    if embedder is None:
         markers, citations = _attach_citations(sentences, cited, passages)
         support = [SentenceSupport(s, m, None) for s, m in zip(sentences, markers)]
         return LLMAnswer(_joined(sentences, markers), citations, False, warnings, support)
