@@ -55,7 +55,11 @@ def test_eval_prints_the_table_and_writes_both_reports(small_eval):
                                       "recall_at_10_docs", "mrr_docs", "fact_recall", "answer_f1",
                                       "answer_rouge_l", "citation_validity", "citation_precision", "abstention_accuracy",
                                       "false_abstention_rate", "answer_words_mean", "latency_ms_p50",
-                                      "latency_ms_p95"}
+                                      "latency_ms_p95", "llm_answer_rate", "support_precision_planted",
+                                      "support_recall_planted"}
+    # the LLM-mode measures are there, empty, in an extractive run
+    assert all(report["metrics"][m] is None for m in ("llm_answer_rate", "support_precision_planted",
+                                                      "support_recall_planted"))
     assert report["k"] == 8 and report["mode"] == "extractive" and set(report["splits"]) == {"dev", "test"}
     by_id = {q["id"]: q for q in report["questions"]}
     assert {"id", "passed", "fact_recall", "retrieved", "answer", "abstained"} <= set(by_id["s1"])
