@@ -14,7 +14,8 @@ no two are near-duplicates), then measures in separate processes, so each peak R
 Queries are SciFact claims. The corpus and indexes live in a temp dir and are removed afterwards, or,
 with `workdir`, in `workdir/N/` and are kept: at 100k chunks the ingest takes hours on 2 cores, so a
 run that is stopped is resumed by the same command (the corpus is not rebuilt, `rag ingest` embeds only
-what is not stored yet, and the ingest time adds up the runs: `ingest_log.json`).
+what is not stored yet, and the ingest time adds up the runs: `ingest_log.json`). Do not move the folder:
+documents are keyed by absolute path, so a moved index is embedded again.
 """
 
 from __future__ import annotations
