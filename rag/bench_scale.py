@@ -226,9 +226,10 @@ def _resumable_ingest(pipeline: Any, root: Path) -> dict[str, Any]:
 
 
 def _raw(root: Path, share: str = "1") -> dict[str, Any]:
-    """The ONNX model alone on the texts the ingest embedded: every chunk, and each distinct sentence.
-    With a sample share below 1, a random share of each, and the times divided by it (the model's cost
-    is linear in the texts, and a random sample keeps their length mix)."""
+    """The ONNX model alone on the texts the ingest must embed: each distinct chunk text and each distinct
+    sentence once (the ingest embeds a repeated text once, rag.ingest.EmbeddingCache). With a sample
+    share below 1, a random share of each, and the times divided by it (the model's cost is linear in
+    the texts, and a random sample keeps their length mix)."""
     from rag import sentence_store
     from rag.embeddings import get_embedder
     from rag.pipeline import Pipeline
@@ -237,6 +238,9 @@ def _raw(root: Path, share: str = "1") -> dict[str, Any]:
     _, texts, metas = Pipeline(settings).searcher.store.all_chunks()
     sentences = list(dict.fromkeys(s.text for text, meta in zip(texts, metas)
                                    for s in sentence_store.spans_of(text, int(meta["start"]))))
+    texts = list(dict.fromkeys(texts))
+    chunk_texts = set(texts)
+    sentences = [s for s in sentences if s not in chunk_texts]
     share = float(share)
     total_sentences = len(sentences)
     if share < 1:

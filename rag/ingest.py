@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -28,6 +28,9 @@ from rag.text import is_valid_text
 
 ProgressCallback = Callable[[int, int], None]  # (documents indexed so far, documents to index)
 EMBED_BATCH = 64
+# Vectors kept for reuse within one ingest run (EmbeddingCache): enough for the distinct sentences of ~100k
+# chunks of news, at ~160 MB.
+EMBED_CACHE = 100_000
 
 
 @dataclass
@@ -371,6 +374,7 @@ def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: in
     ends: list[int] = []  # per planned document, how many chunks were planned up to its end
     planned = written = 0
     in_flight: tuple[list[tuple[Document, Chunk]], Future] | None = None
+    cache = EmbeddingCache()
 
     def write(batch: list[tuple[Document, Chunk]], future: Future) -> None:
         nonlocal written
@@ -383,7 +387,8 @@ def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: in
     with ThreadPoolExecutor(1, thread_name_prefix="embed") as model:
         def submit(batch: list[tuple[Document, Chunk]]) -> None:
             nonlocal in_flight
-            future = model.submit(_embed_with_sentences, embedder_of(), [(c.text, c.start) for _, c in batch])
+            embed = partial(cache.embed, embedder_of())
+            future = model.submit(_embed_with_sentences, embed, [(c.text, c.start) for _, c in batch])
             if in_flight:
                 write(*in_flight)
             in_flight = (batch, future)
@@ -406,21 +411,54 @@ def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: in
     return planned
 
 
-def _embed_with_sentences(embedder: Any, chunks: list[tuple[str, int]]) -> tuple[list[Any], list[str]]:
+def _embed_with_sentences(embed: Callable[[list[str]], list[Any]],
+                          chunks: list[tuple[str, int]]) -> tuple[list[Any], list[str]]:
     """Vectors of the chunks and the encoded vectors of their sentences, from one model call (the
     model batches texts of similar length together, so short sentences do not pad to chunk length)."""
     texts = [text for text, _ in chunks]
     embedded: dict[str, Any] = {}
 
-    def embed(sentences: list[str]) -> list[Any]:
+    def embed_sentences(sentences: list[str]) -> list[Any]:
         wanted = list(dict.fromkeys([*texts, *sentences]))
-        embedded.update(zip(wanted, _embed_batch(embedder, wanted)))
+        embedded.update(zip(wanted, embed(wanted)))
         return [embedded[s] for s in sentences]
 
-    encoded = sentence_store.embed_chunks(chunks, embed)
+    encoded = sentence_store.embed_chunks(chunks, embed_sentences)
     if not embedded:  # chunks without a sentence (none in practice): the chunks alone
-        embedded.update(zip(texts, _embed_batch(embedder, texts)))
+        embedded.update(zip(texts, embed(texts)))
     return [embedded[t] for t in texts], encoded
+
+
+class EmbeddingCache:
+    """The vectors of texts already embedded in this run, by content hash, so a text repeated anywhere in
+    the run is embedded once. News repeats itself: wire copy carried by several outlets, versions of one
+    report, boilerplate sentences under every article. At most `capacity` vectors are kept (float32,
+    ~1.6 KB each: 160 MB at the default), the least recently used dropped first."""
+
+    def __init__(self, capacity: int = EMBED_CACHE) -> None:
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self.hits = self.misses = 0
+        self._vectors: OrderedDict[bytes, Any] = OrderedDict()
+
+    def embed(self, embedder: Any, texts: list[str]) -> list[list[float]]:
+        """The texts' vectors; the model runs only on those not seen before (each distinct one once)."""
+        import numpy as np
+
+        keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
+        missing = {k: t for k, t in zip(keys, texts) if k not in self._vectors}
+        if missing:
+            fresh = _embed_batch(embedder, list(missing.values()))
+            self._vectors.update(zip(missing, np.asarray(fresh, dtype=np.float32)))
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        vectors = [self._vectors[k].tolist() for k in keys]
+        for k in keys:
+            self._vectors.move_to_end(k)
+        while len(self._vectors) > self.capacity:
+            self._vectors.popitem(last=False)
+        return vectors
 
 
 def _add_missing_sentence_vectors(store: Any, embedder_of: Callable[[], Any]) -> int:

@@ -177,3 +177,57 @@ def test_readers_parse_the_manifest_once_per_version(tmp_path):
     written.documents["/b.txt"] = {"source": "b.txt", "content_hash": "2"}
     written.save()  # a new file (replaced atomically): readers see it at once
     assert set(Manifest.read(tmp_path).documents) == {"/a.txt", "/b.txt"}
+
+
+def test_embedding_cache_embeds_each_distinct_text_once_and_drops_the_least_recently_used():
+    from rag import Settings
+    from rag.embeddings import get_embedder
+    from rag.ingest import EmbeddingCache
+
+    model = get_embedder(Settings())
+    seen: list[str] = []
+
+    class Counting:  # the real model, with a record of what it was asked to embed
+        def embed_batch(self, texts):
+            seen.extend(texts)
+            return model.embed_batch(texts)
+
+    cache = EmbeddingCache(capacity=2)
+    first = cache.embed(Counting(), ["tariffs rose", "the summit was off", "tariffs rose"])
+    assert seen == ["tariffs rose", "the summit was off"]
+    assert first[0] == first[2] == pytest.approx(model.embed_batch(["tariffs rose"])[0], abs=1e-6)
+    cache.embed(Counting(), ["the summit was off", "envoys met"])  # "tariffs rose" is now the oldest: dropped
+    cache.embed(Counting(), ["envoys met", "tariffs rose"])
+    assert seen[2:] == ["envoys met", "tariffs rose"]
+    assert (cache.hits, cache.misses) == (3, 4)  # the repeat within the first call is a hit
+
+
+def test_ingest_embeds_text_repeated_across_batches_once(settings, tmp_path, monkeypatch):
+    """Two versions of one report share most sentences; in batches of two chunks they are far apart."""
+    import shutil
+
+    import rag.ingest
+    from rag import sentence_store
+
+    corpus = tmp_path / "versions"
+    corpus.mkdir()
+    for name in ("000_c7ab87e678e88968.txt", "001_9a746d18b83cd2b7.txt"):
+        shutil.copy(SEEDS / name, corpus / name)
+    embedded: list[str] = []
+    real = rag.ingest._embed_batch
+
+    def counting(embedder, texts):
+        embedded.extend(texts)
+        return real(embedder, texts)
+
+    monkeypatch.setattr(rag.ingest, "EMBED_BATCH", 2)
+    monkeypatch.setattr(rag.ingest, "_embed_batch", counting)
+    pipeline = Pipeline(settings.replace(corpus_dir=corpus))
+    report = pipeline.ingest()
+    assert report.embedded_chunks > 4
+    assert len(embedded) == len(set(embedded))
+    _, texts, metas = pipeline.searcher.store.all_chunks()
+    sentences = [s.text for t, m in zip(texts, metas) for s in sentence_store.spans_of(t, int(m["start"]))]
+    assert len(sentences) > len(set(sentences))  # the versions do repeat sentences
+    assert set(embedded) == set(texts) | set(sentences)
+    assert "Budapest" in pipeline.retrieve("Why was the Budapest summit cancelled?", k=1)[0].text
