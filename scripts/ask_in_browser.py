@@ -33,13 +33,18 @@ def main(url: str, question: str, out: str, timeout_s: float = 900.0) -> int:
         started = time.perf_counter()
         chat.press("Enter")
         answer = page.locator("[data-testid='stChatMessage']").nth(1)
-        answer.locator("[data-testid='stMarkdownContainer']").first.wait_for(timeout=timeout_s * 1000)
+        # The chat streams the model's words with a "▌" cursor after them (app.py): its first appearance
+        # is the first streamed token; the sources' anchor appears once the answer is checked.
+        page.wait_for_function(
+            """() => { const m = document.querySelectorAll("[data-testid='stChatMessage']")[1];
+                       return (m && m.innerText.includes("\u258c")) || document.querySelector('a[href="#sources-0"]'); }""",
+            timeout=timeout_s * 1000, polling=50)
         first = time.perf_counter() - started
         page.locator('a[href="#sources-0"]').first.wait_for(timeout=timeout_s * 1000)
         done = time.perf_counter() - started
         page.wait_for_timeout(1000)
         page.screenshot(path=out, full_page=True)
-        print(f"first words after {first:.1f} s, the checked answer after {done:.1f} s; wrote {out}")
+        print(f"first streamed words after {first:.1f} s, the checked answer after {done:.1f} s; wrote {out}")
         print(answer.inner_text())
         browser.close()
     return 0
