@@ -147,10 +147,13 @@ class KeywordIndex:
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             ids, digest = list(meta["ids"]), str(meta["digest"])
-            bm25 = bm25s.BM25.load(str(directory / "bm25")) if ids else None
+            # Memory-mapped: a question reads the postings of its own words only, so opening the index
+            # costs the same at any size and its pages are shared by every worker on the machine. Safe
+            # against ingest, which swaps in a new directory and never rewrites these files in place.
+            bm25 = bm25s.BM25.load(str(directory / "bm25"), mmap=True) if ids else None
             current = meta.get("format") == FORMAT
             sources = list(meta["sources"]) if current else None
-            documents = bm25s.BM25.load(str(directory / "documents")) if current and ids else None
+            documents = bm25s.BM25.load(str(directory / "documents"), mmap=True) if current and ids else None
             names = list(meta["documents"]) if current else []
         except Exception as exc:  # bm25s raises whatever numpy or json raises on a damaged file
             raise StoreDamaged(f"the keyword index cannot be read ({type(exc).__name__})") from None
