@@ -28,8 +28,7 @@ from rag.text import is_valid_text
 
 ProgressCallback = Callable[[int, int], None]  # (documents indexed so far, documents to index)
 EMBED_BATCH = 64
-# Vectors kept for reuse within one ingest run (EmbeddingCache): enough for the distinct sentences of ~100k
-# chunks of news, at ~160 MB.
+# Vectors kept for reuse within one ingest run (EmbeddingCache): a bound on its memory, ~160 MB.
 EMBED_CACHE = 100_000
 
 

@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any, Callable
 
-CANDIDATES = 100  # as rag.search.CANDIDATES_PER_RETRIEVER
+from rag.search import CANDIDATES_PER_RETRIEVER as CANDIDATES
+
 RECORDS = 20  # 2k records for k=10, as HybridSearch reads them
 
 
