@@ -464,12 +464,13 @@ def _add_missing_sentence_vectors(store: Any, embedder_of: Callable[[], Any]) ->
     """Chunks stored before sentence vectors were (an older index) get them now, without re-embedding
     the chunks themselves. Returns how many chunks were updated."""
     lacking = store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT)
+    cache = EmbeddingCache()  # as in an ingest: a sentence repeated across chunks is embedded once
     for i in range(0, len(lacking), EMBED_BATCH):
         ids = lacking[i : i + EMBED_BATCH]
         records = store.get(ids)
         ids = [j for j in ids if j in records]
         chunks = [(records[j][0], int(records[j][1].get("start", 0))) for j in ids]
-        encoded = sentence_store.embed_chunks(chunks, lambda texts: _embed_batch(embedder_of(), texts))
+        encoded = sentence_store.embed_chunks(chunks, partial(cache.embed, embedder_of()))
         store.update_metadata(ids, [sentence_store.metadata(e) for e in encoded])
     return len(lacking)
 
