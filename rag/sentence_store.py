@@ -82,7 +82,15 @@ def embed_chunks(chunks: Sequence[tuple[str, int]], embed: Callable[[list[str]],
     """The encoded sentence vectors of each (chunk text, start offset in its document). Each distinct
     sentence is embedded once, though overlapping chunks share sentences."""
     spans = [spans_of(text, start) for text, start in chunks]
-    distinct = list(dict.fromkeys(s.text for group in spans for s in group))
-    table = dict(zip(distinct, np.asarray(embed(distinct), dtype=np.float32))) if distinct else {}
-    return [encode(group, np.array([table[s.text] for s in group], dtype=np.float32))
-            for group in spans]
+    distinct = distinct_texts(spans)
+    return encode_all(spans, dict(zip(distinct, embed(distinct))) if distinct else {})
+
+
+def distinct_texts(spans: Sequence[Sequence[Span]]) -> list[str]:
+    """Each sentence text of these chunks' spans once, in order of first appearance."""
+    return list(dict.fromkeys(s.text for group in spans for s in group))
+
+
+def encode_all(spans: Sequence[Sequence[Span]], vectors: dict[str, Any]) -> list[str]:
+    """The encoded sentence vectors of each chunk's spans, from text -> vector."""
+    return [encode(group, np.array([vectors[s.text] for s in group], dtype=np.float32)) for group in spans]

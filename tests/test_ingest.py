@@ -221,6 +221,7 @@ def test_ingest_embeds_text_repeated_across_batches_once(settings, tmp_path, mon
         return real(embedder, texts)
 
     monkeypatch.setattr(rag.ingest, "EMBED_BATCH", 2)
+    monkeypatch.setattr(rag.ingest, "FIRST_BATCH", 2)
     monkeypatch.setattr(rag.ingest, "_embed_batch", counting)
     pipeline = Pipeline(settings.replace(corpus_dir=corpus))
     report = pipeline.ingest()

@@ -73,3 +73,39 @@ def test_planted_phrasings_are_never_quoted_and_are_reported(settings, corpus, c
     quoted = " ".join(c.quote for c in answer.citations)
     assert not any(p[:30] in quoted for p in PROBE) and "weather" not in answer.answer
     assert any("addressed to an AI model" in w for w in answer.warnings)
+
+
+def _fold_by_character(text: str) -> str:
+    """fold() as first written, one character at a time: the oracle for its faster form."""
+    import unicodedata
+
+    from rag.injection import _LOOKALIKE_TABLE, _SPACED, _SPACED_WORDS, _fold_word
+
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    letters = [ch for ch in text if ch.isalpha()]
+    if sum(ch.isascii() for ch in letters) > len(letters) / 2:
+        text = text.translate(_LOOKALIKE_TABLE)
+    text = " ".join(_fold_word(w) for w in text.split(" "))
+    text = (_SPACED_WORDS if "  " in text else _SPACED).sub(lambda m: m.group(1).replace(" ", ""), text)
+    return " ".join(text.split())
+
+
+def test_fold_matches_the_character_by_character_definition_on_disguised_seed_sentences():
+    import random
+
+    from rag.injection import fold
+
+    sentences = [s.text for path in sorted(SEEDS.glob("*.txt")) for s in sentence_spans(path.read_text(), 0)]
+    disguises = [*"\u200b\u200d\ufeff\u00ad\u202e\u2060аеорсухіјѕԁһΑΒΕοαρ’“”éñßﬁ①Ⅻ\u3000", "I g n o r e", "a  l  l"]
+    rng = random.Random(7)
+    cases = [*sentences, *planted_texts()]
+    for _ in range(3000):
+        chars = list(rng.choice(sentences))
+        for _ in range(rng.randint(1, 6)):
+            chars.insert(rng.randint(0, len(chars)), rng.choice(disguises))
+        cases.append("".join(chars))
+    assert [fold(t) for t in cases] == [_fold_by_character(t) for t in cases]
+
+
+def planted_texts() -> list[str]:
+    return [sentence for sentence, _ in planted()]
