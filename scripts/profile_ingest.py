@@ -1,0 +1,64 @@
+"""Where an ingest's time goes beside the model (the README's "At scale", Ingest).
+
+    python scripts/profile_ingest.py FOLDER        # e.g. a folder of 1,200 SciFact abstracts
+
+Indexes FOLDER into a fresh temporary data dir (the model loaded and the libraries imported first, as
+the raw timing below excludes them too), timing every model call and counting its padded word
+pieces; then runs the raw model on the same distinct texts right away (`rag.bench_scale._raw`), so
+both timings come from the same machine state. Prints the ingest's wall time, the time inside model
+calls, the padding, the raw model's time and the ratio the issue-13 target is about.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(folder: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="profile-ingest-") as data:
+        os.environ["RAG_DATA_DIR"] = data
+        from rag import onnx_embedding
+        from rag.bench_scale import _raw
+        from rag.config import Settings
+        from rag.documents import clean_document
+        from rag.embeddings import get_embedder
+        from rag.ingest import chunk_document, ingest
+
+        settings = Settings.from_env()
+        get_embedder(settings).get_query_embedding("warm up")
+        chunk_document(clean_document("warm", "Warm up the splitter. A second sentence."), settings)
+        import chromadb  # noqa: F401  (imported before the clock starts, as the model is loaded)
+
+        calls = {"seconds": 0.0, "calls": 0, "pieces": 0, "padded": 0}
+        run = onnx_embedding.OnnxSentenceEmbedding._run
+
+        def timed_run(self: onnx_embedding.OnnxSentenceEmbedding, encodings: list) -> object:
+            started = time.perf_counter()
+            result = run(self, encodings)
+            calls["seconds"] += time.perf_counter() - started
+            calls["calls"] += 1
+            calls["pieces"] += sum(len(e.ids) for e in encodings)
+            calls["padded"] += max(len(e.ids) for e in encodings) * len(encodings)
+            return result
+
+        onnx_embedding.OnnxSentenceEmbedding._run = timed_run
+        started = time.perf_counter()
+        report = ingest([folder], settings)
+        wall = time.perf_counter() - started
+        onnx_embedding.OnnxSentenceEmbedding._run = run
+        raw = _raw(Path(data))
+    print(f"ingest: {report.documents:,} documents, {report.chunks:,} chunks in {wall:.1f} s")
+    print(f"  inside model calls: {calls['seconds']:.1f} s over {calls['calls']:,} calls, "
+          f"padding {calls['padded'] / max(calls['pieces'], 1) - 1:.1%} of the word pieces")
+    print(f"raw model on the same distinct texts: {raw['seconds']:.1f} s")
+    print(f"pipeline speed / raw model: {raw['seconds'] / wall:.2f}x")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]))
