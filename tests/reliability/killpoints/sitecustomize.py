@@ -7,6 +7,13 @@ import os
 
 import netguard  # noqa: F401  (this file shadows tests/netguard/sitecustomize.py, so keep its guard)
 
+if os.environ.get("RAG_TEST_KILL_AT") or os.environ.get("RAG_TEST_FAIL_EMBED_AT"):
+    import rag.ingest
+
+    # Batches of 64 chunks (the tests count on it), so the tests' small corpus spans three of them; a
+    # real ingest writes 512 at a time, and what a kill or failure leaves is whole batches either way.
+    rag.ingest.FIRST_BATCH = rag.ingest.EMBED_BATCH = 64
+
 point, _, nth = os.environ.get("RAG_TEST_KILL_AT", "").partition(":")
 if point:
     import signal
