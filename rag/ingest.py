@@ -405,8 +405,7 @@ def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: in
             # A small first batch starts the model early; later ones are big, so that sorting a batch by
             # length leaves little padding (64 chunks per model call padded 6 % of the word pieces, 512
             # chunks 1 %, and the model ran ~9 % faster on the same texts; batches are written whole).
-            while len(pending) >= (EMBED_BATCH if in_flight else FIRST_BATCH):
-                size = EMBED_BATCH if in_flight else FIRST_BATCH
+            while len(pending) >= (size := EMBED_BATCH if in_flight else FIRST_BATCH):
                 batch, pending = pending[:size], pending[size:]
                 submit(batch)
             if progress:
