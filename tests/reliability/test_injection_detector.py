@@ -98,14 +98,10 @@ def test_fold_matches_the_character_by_character_definition_on_disguised_seed_se
     sentences = [s.text for path in sorted(SEEDS.glob("*.txt")) for s in sentence_spans(path.read_text(), 0)]
     disguises = [*"\u200b\u200d\ufeff\u00ad\u202e\u2060аеорсухіјѕԁһΑΒΕοαρ’“”éñßﬁ①Ⅻ\u3000", "I g n o r e", "a  l  l"]
     rng = random.Random(7)
-    cases = [*sentences, *planted_texts()]
+    cases = [*sentences, *(sentence for sentence, _ in planted())]
     for _ in range(3000):
         chars = list(rng.choice(sentences))
         for _ in range(rng.randint(1, 6)):
             chars.insert(rng.randint(0, len(chars)), rng.choice(disguises))
         cases.append("".join(chars))
     assert [fold(t) for t in cases] == [_fold_by_character(t) for t in cases]
-
-
-def planted_texts() -> list[str]:
-    return [sentence for sentence, _ in planted()]
