@@ -31,7 +31,8 @@ def embedding_dimension(model: str) -> int | None:
 
 def get_embedder(settings: Settings) -> "BaseEmbedding":
     """One shared instance per model: loading MiniLM costs ~3 s and ~500 MB."""
-    key = (settings.embed_model, settings.embed_runtime, settings.openai_base_url, settings.openai_api_key)
+    key = (settings.embed_model, settings.embed_runtime, settings.query_precision, settings.openai_base_url,
+           settings.openai_api_key)
     if key not in _cache:
         _cache[key] = _load(settings)
     return _cache[key]
@@ -61,17 +62,27 @@ def _load(settings: Settings) -> "BaseEmbedding":
 
 
 def _onnx(model_dir: Path, settings: Settings) -> "BaseEmbedding":
-    from rag.onnx_embedding import OnnxSentenceEmbedding, exported_model
+    from rag.onnx_embedding import OnnxSentenceEmbedding, exported_model, quantized_model
 
     # A server sets OMP_NUM_THREADS=1 per worker process; elsewhere use every core.
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+
+    def fresh_export() -> Path:  # a damaged cached export (derived data): the export and every graph made from it
+        path = exported_model(model_dir, settings.models_dir)
+        for cached in (path, *path.parent.glob(f"{path.stem}.*")):
+            cached.unlink(missing_ok=True)
+        return exported_model(model_dir, settings.models_dir)
+
+    def load(path: Path) -> OnnxSentenceEmbedding:
+        queries = quantized_model(model_dir, path) if settings.query_precision == "int8" else None
+        return OnnxSentenceEmbedding(model_dir, path, threads=threads, query_onnx_path=queries, remake=fresh_export)
+
     path = exported_model(model_dir, settings.models_dir)
     try:
-        return OnnxSentenceEmbedding(model_dir, path, threads=threads)
-    except Exception as exc:  # a damaged cached export (it is derived data): make it again, once
+        return load(path)
+    except Exception as exc:
         log.warning("the cached ONNX model %s failed to load (%s); exporting it again", path, exc)
-        path.unlink(missing_ok=True)
-        return OnnxSentenceEmbedding(model_dir, exported_model(model_dir, settings.models_dir), threads=threads)
+        return load(fresh_export())
 
 
 def _torch(model_dir: Path) -> "BaseEmbedding":
@@ -149,8 +160,8 @@ class BatchedQueries:
                 future.set_result(vector)
 
     def _embed_queries(self, queries: list[str]) -> list[list[float]]:
-        if len(queries) > 1 and hasattr(self.embedder, "embed_batch"):  # OnnxSentenceEmbedding
-            return self.embedder.embed_batch(queries)
+        if hasattr(self.embedder, "embed_queries"):  # OnnxSentenceEmbedding: batched unless int8 (see there)
+            return self.embedder.embed_queries(queries)
         embed = getattr(self.embedder, "_embed", None)  # HuggingFaceEmbedding's batch call, with the query prompt
         if embed is not None and len(queries) > 1:
             return [list(v) for v in embed(queries, prompt_name="query")]

@@ -30,7 +30,7 @@ def _onnx(settings):
 
 
 def test_onnx_vectors_match_sentence_transformers(torch_model, tmp_path):
-    embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models"))
+    embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models", query_precision="float32"))
     assert type(embedder).__name__ == "OnnxSentenceEmbedding"
     expected = torch_model.encode(TEXTS, normalize_embeddings=True)
     batch = np.asarray(embedder.get_text_embedding_batch(TEXTS))
@@ -40,14 +40,31 @@ def test_onnx_vectors_match_sentence_transformers(torch_model, tmp_path):
     assert np.abs(one_by_one - expected).max() < 1e-4
 
 
+def test_int8_questions_point_where_float32_ones_do_whatever_else_is_asked(torch_model, tmp_path):
+    embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models"))
+    expected = torch_model.encode(TEXTS, normalize_embeddings=True)
+    alone = np.asarray([embedder.get_query_embedding(t) for t in TEXTS])
+    together = np.asarray(embedder.embed_queries(TEXTS))  # as the server's batcher asks them
+    assert np.allclose(np.linalg.norm(alone, axis=1), 1, atol=1e-5)
+    assert (alone * expected).sum(axis=1).min() > 0.97  # measured 0.981 at worst (the empty text)
+    assert np.abs(alone - expected).max() > 1e-3  # it is the int8 graph, not the float32 one
+    assert np.abs(together - alone).max() < 1e-6  # a question's vector does not depend on the others asked
+    # passages stay float32: the stored vectors are sentence-transformers' own
+    assert np.abs(np.asarray(embedder.get_text_embedding_batch(TEXTS)) - expected).max() < 1e-4
+
+
 def _exports(cache):
-    return [p for p in cache.glob("*.onnx") if ".ort-" not in p.name]
+    return [p for p in cache.glob("*.onnx") if ".ort-" not in p.name and ".int8." not in p.name]
+
+
+def _optimised(cache):
+    return [p for p in cache.glob("*.ort-*.onnx") if ".int8." not in p.name]
 
 
 def test_the_optimised_graph_is_saved_once_and_gives_the_same_vectors(tmp_path, caplog):
     cache = tmp_path / "models"
     first = np.asarray(_onnx(Settings(data_dir=tmp_path, model_cache_dir=cache)).get_text_embedding_batch(TEXTS))
-    [optimised] = cache.glob("*.ort-*.onnx")
+    [optimised] = _optimised(cache)
     made = optimised.stat().st_mtime_ns
     again = np.asarray(_onnx(Settings(data_dir=tmp_path, model_cache_dir=cache)).get_text_embedding_batch(TEXTS))
     assert optimised.stat().st_mtime_ns == made and np.abs(first - again).max() < 1e-5
@@ -68,19 +85,35 @@ def test_export_is_made_once_and_reused(tmp_path):
     assert not list(cache.glob("*.tmp"))
 
 
-def test_a_damaged_export_is_made_again(tmp_path, caplog):
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_damaged_export_is_made_again(tmp_path, caplog, precision):
+    # float32 questions load the export at once; with int8 ones it is first loaded to embed a passage
     cache = tmp_path / "models"
-    _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+    settings = Settings(data_dir=tmp_path, model_cache_dir=cache, query_precision=precision)
+    _onnx(settings)
     [exported] = _exports(cache)
     exported.write_bytes(exported.read_bytes()[:1000])  # truncated
-    for optimised in cache.glob("*.ort-*.onnx"):  # (while it is there, the optimised graph is what runs)
+    for optimised in _optimised(cache):  # (while it is there, the optimised graph is what runs)
         optimised.unlink()
     with caplog.at_level(logging.WARNING):
-        embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=cache))
+        embedder = _onnx(settings)
+        assert len(embedder.get_query_embedding("still works")) == 384
+        assert len(embedder.get_text_embedding_batch(["a passage"])[0]) == 384
     assert "exporting it again" in caplog.text
     assert type(embedder).__name__ == "OnnxSentenceEmbedding"
     assert exported.stat().st_size > 1_000_000
-    assert len(embedder.get_query_embedding("still works")) == 384
+
+
+def test_a_damaged_int8_graph_is_made_again(tmp_path, caplog):
+    cache = tmp_path / "models"
+    settings = Settings(data_dir=tmp_path, model_cache_dir=cache)
+    before = _onnx(settings).get_query_embedding(TEXTS[0])
+    for graph in cache.glob("*.int8.*onnx"):
+        graph.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        after = _onnx(settings).get_query_embedding(TEXTS[0])
+    assert "exporting it again" in caplog.text and np.abs(np.asarray(before) - after).max() < 1e-6
+    assert not list(cache.glob(".*.tmp")) and not list(cache.glob("*.tmp"))
 
 
 def test_unwritable_cache_falls_back_to_torch(tmp_path, caplog):
@@ -100,6 +133,11 @@ def test_torch_runtime_on_request(tmp_path):
 def test_unknown_runtime_is_refused():
     with pytest.raises(ConfigError, match="embed_runtime must be one of onnx, torch, got 'gpu'"):
         Settings(embed_runtime="gpu")
+
+
+def test_unknown_query_precision_is_refused():
+    with pytest.raises(ConfigError, match="query_precision must be one of int8, float32, got 'int4'"):
+        Settings.from_env({"RAG_QUERY_PRECISION": "int4"})
 
 
 def test_query_vectors_are_remembered_and_copies_are_handed_out(tmp_path):
