@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=Path, metavar="FILE.npz",
                         help="keep the chunk and claim vectors here and reuse them while the chunks are the same")
     args = parser.parse_args(argv)
-    runs = collect(args.bench, Settings(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles,
+    runs = collect(args.bench, Settings.from_env(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles,
                    args.vectors, args.title_field)
     print(f"{'variant':<52} {'tune':>7} {'test':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test in study(runs):
@@ -78,12 +78,14 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     model = get_embedder(settings)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
     claims = [r["question"] for r in rows]
-    key = hashlib.sha256(json.dumps([settings.embed_model, texts, claims]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([settings.embed_model, settings.query_precision, texts, claims]).encode()).hexdigest()
     if saved and saved.exists() and str(np.load(saved)["key"]) == key:
         vectors, queries = np.load(saved)["vectors"], np.load(saved)["queries"]
     else:
         vectors = np.asarray(model.get_text_embedding_batch(texts), dtype=np.float32)
-        queries = np.asarray(model.get_text_embedding_batch(claims), dtype=np.float32)
+        # as the product embeds a question (on the local model: int8 unless RAG_QUERY_PRECISION=float32)
+        ask = getattr(model, "embed_queries", None) or (lambda texts: [model.get_query_embedding(t) for t in texts])
+        queries = np.asarray(ask(claims), dtype=np.float32)
         if saved:
             np.savez(saved, key=key, vectors=vectors, queries=queries)
     keyword = KeywordIndex.build(ids, texts, owner)
