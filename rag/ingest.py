@@ -280,9 +280,13 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         else:
             report.updated += bool(previous)
             report.added += not previous
-            store.update_metadata([c.id for c in kept], [_chunk_metadata(doc, key, c, settings) for c in kept])
+        if not unchanged or previous.get("scanned_with") != _scan_id(settings):  # (or the rules changed)
+            # update() merges keys: a finding that went is cleared explicitly
+            cleared = {injection.SPANS_KEY: None, injection.TERMS_KEY: None}
+            store.update_metadata([c.id for c in kept],
+                                  [{**cleared, **_chunk_metadata(doc, key, c, settings)} for c in kept])
         manifest.documents[key] = {
-            **_describe(doc), "chunks": len(chunks),
+            **_describe(doc), "chunks": len(chunks), "scanned_with": _scan_id(settings),
             "signature": minhash_signature(doc.text), "duplicates": [],
             "dropped_lines": len(doc.dropped_lines),
         }
@@ -350,6 +354,11 @@ def _classifier(settings: Settings) -> injection.Classifier | None:
     if key not in _CLASSIFIERS:
         _CLASSIFIERS[key] = injection.instruction_classifier(get_embedder(settings))
     return _CLASSIFIERS[key]
+
+
+def _scan_id(settings: Settings) -> str:
+    """The rules a document is scanned with at ingest: the patterns, and the classifier when it is on."""
+    return injection.rules_id() + ("+classifier" if _classifier(settings) is not None else "")
 
 
 @lru_cache(maxsize=64)

@@ -35,6 +35,10 @@ _CODE = re.compile(r"\b(?=[A-Z0-9_-]*\d)(?=[A-Z0-9_-]*[A-Z])[A-Z0-9][A-Z0-9_-]{3
 _QUOTED = re.compile(r"[\"“']([^\"”']{4,80})[\"”']")
 _LINK = re.compile(r"\b(?:https?|javascript|data):[^\s)\]]+", re.I)
 SPANS_KEY, TERMS_KEY = "instruction_spans", "instruction_terms"  # chunk metadata (JSON strings)
+# Chunk metadata: which rules the chunk's document was scanned with at ingest (`rules_id()`). A passage
+# scanned with today's rules is not scanned again at question time; one without (an older index) is.
+SCANNED_KEY = "instructions_scanned"
+SCAN_VERSION = 1  # bump when `scan` would find something else in the same text under the same rules
 
 
 @dataclass
@@ -60,6 +64,14 @@ def _rules() -> _Rules:
     return _Rules(patterns=tuple(re.compile(p, re.I | re.S) for p in [*raw["instruction_patterns"], *addressed]),
                   base64=re.compile(rf"[A-Za-z0-9+/]{{{int(raw['base64_min_chars'])},}}={{0,2}}"),
                   follow_on=int(raw["follow_on_sentences"]))
+
+
+@lru_cache(maxsize=1)
+def rules_id() -> str:
+    """The patterns' file and the scan's version, hashed: a chunk scanned under another is scanned again."""
+    import hashlib
+
+    return hashlib.sha256(_RULES_FILE.read_bytes() + f"|scan-{SCAN_VERSION}".encode()).hexdigest()[:16]
 
 
 Classifier = Callable[[Sequence[str]], Sequence[bool]]  # sentences -> is each an instruction by meaning
@@ -171,17 +183,21 @@ def _planted(text: str) -> list[str]:
 
 
 def chunk_metadata(findings: Findings, start: int, end: int) -> dict[str, str]:
-    """What a chunk's metadata records: the instruction spans inside it, and the document's planted terms."""
+    """What a chunk's metadata records: that it was scanned, and with which rules; when its document has
+    findings, the instruction spans inside the chunk and the document's planted terms."""
     if not findings:
-        return {}
+        return {SCANNED_KEY: rules_id()}
     inside = [[s, e] for s, e in findings.spans if s < end and e > start]
-    return {SPANS_KEY: json.dumps(inside), TERMS_KEY: json.dumps(findings.terms)}
+    return {SCANNED_KEY: rules_id(), SPANS_KEY: json.dumps(inside), TERMS_KEY: json.dumps(findings.terms)}
 
 
 @lru_cache(maxsize=4096)
-def passage_findings(text: str, start: int, recorded_spans: str = "[]", recorded_terms: str = "[]") -> Findings:
-    """Findings for a retrieved passage: those recorded at ingest (chunk metadata, JSON) plus a scan of
-    its own text (for indexes written before this check existed)."""
+def passage_findings(text: str, start: int, recorded_spans: str = "[]", recorded_terms: str = "[]",
+                     scanned_with: str | None = None) -> Findings:
+    """Findings for a retrieved passage: those recorded at ingest (chunk metadata, JSON), plus a scan of
+    its own text unless ingest scanned it with these rules (an older index, or rules changed since)."""
+    if scanned_with == rules_id():
+        return Findings(spans=[tuple(s) for s in json.loads(recorded_spans)], terms=json.loads(recorded_terms))
     own = scan(text, start)
     spans = [tuple(s) for s in json.loads(recorded_spans)]
     return Findings(spans=sorted(set(own.spans) | set(spans)),

@@ -43,4 +43,9 @@ def to_node(passage: Passage) -> NodeWithScore:
         "end": passage.end, "also_in": list(passage.also_in), "dense_score": passage.dense_score,
         "keyword_score": passage.keyword_score})
     node.start_char_idx, node.end_char_idx = passage.start, passage.end
+    # bookkeeping, not content: kept out of the text a LlamaIndex app sends to its LLM or embeds
+    from rag.injection import SCANNED_KEY
+
+    node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, SCANNED_KEY]
+    node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, SCANNED_KEY]
     return NodeWithScore(node=node, score=passage.score)

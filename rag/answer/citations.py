@@ -101,10 +101,11 @@ def _open_quote(text: str) -> bool:
 
 def instructions_in(passage: Passage):
     """The instruction-like text of a passage (`rag.injection.Findings`)."""
-    from rag.injection import SPANS_KEY, TERMS_KEY, passage_findings
+    from rag.injection import SCANNED_KEY, SPANS_KEY, TERMS_KEY, passage_findings
 
     meta = passage.metadata or {}
-    return passage_findings(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"))
+    return passage_findings(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"),
+                            meta.get(SCANNED_KEY))
 
 
 def citation_for(passage: Passage, span: Span, citation_id: int) -> Citation:
