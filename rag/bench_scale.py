@@ -345,6 +345,9 @@ def format_scale(result: dict[str, Any]) -> str:
              f"{'':<{width}}  {'ours':<34} plain LlamaIndex", "-" * (width + 60)]
     lines += [f"{name:<{width}}  {a:<34} {b}" for name, a, b in rows]
     lines.append(f"ask p50 / (query embedding + retrieve) p50, first-seen: {ask_ratio:.2f}x")
+    # the retrieval already embeds its question: this is the answer's own cost, the stricter reading
+    lines.append(f"ask p50 / retrieve p50 (its query embedding included), first-seen: "
+                 f"{ours['ask_first'][0] / max(ours['retrieve_first'][0], 1e-9):.2f}x")
     return "\n".join(lines)
 
 
