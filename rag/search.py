@@ -47,10 +47,13 @@ class Passage:
 
     def to_dict(self) -> dict[str, Any]:
         """The passage as every surface shows it. The metadata's absolute path (the index's key for the
-        file) is left out: `source` names the file, relative to where it was ingested from."""
+        file) is left out: `source` names the file, relative to where it was ingested from; so is the id of
+        the rules the instruction scan used (bookkeeping)."""
+        from rag.injection import SCANNED_KEY
+
         data = asdict(self)
         del data["sentence_vectors"]
-        data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k != "path"}
+        data["metadata"] = {k: v for k, v in (data["metadata"] or {}).items() if k not in ("path", SCANNED_KEY)}
         return data
 
 
