@@ -2,12 +2,15 @@
 
     RAG_DATA_DIR=DIR python scripts/profile_stages.py cold            # a fresh process's start-up
     RAG_DATA_DIR=DIR python scripts/profile_stages.py query CLAIMS    # first-seen questions, p50/p95
+    RAG_DATA_DIR=DIR python scripts/profile_stages.py first-seen GOLD.jsonl FROM TO  # whole retrieves, answers
 
 `cold` times each thing a cold `rag ask` loads, one after another (in `rag ask` the model and BM25 load
 while Chroma opens). `query` times, for each question of CLAIMS (a JSON list of strings, e.g. the
 `claims.json` that `rag bench --scale N --workdir DIR` leaves in `DIR/N/`): the query embedding, Chroma's
 vector query, BM25, Chroma's `get()` of the 20 best dense candidates' records, then whole searches of
-the questions with a word added (so no cached vector or record is reused).
+the questions with a word added (so no cached vector or record is reused). `first-seen` takes the
+questions of rows FROM..TO of a gold file (pick rows never asked of this index): whole retrieves (k=10)
+of the first half, whole extractive answers of the second, p50/p95.
 """
 
 from __future__ import annotations
@@ -82,10 +85,33 @@ def query(claims_file: str) -> None:
         print(f"{name:16s} p50 {statistics.median(values):6.1f} ms   p95 {p95:6.1f} ms")
 
 
+def first_seen(gold: str, start: int, end: int) -> None:
+    from rag.config import Settings
+    from rag.pipeline import Pipeline
+
+    rows = [json.loads(line) for line in open(gold, encoding="utf-8") if line.strip()][start:end]
+    questions = [row["question"] for row in rows]
+    half = len(questions) // 2
+    pipeline = Pipeline(Settings.from_env())
+    pipeline.retrieve("warm up the model and the store", 10)
+    for name, call, asked in [("retrieve", lambda q: pipeline.retrieve(q, 10), questions[:half]),
+                              ("ask", lambda q: pipeline.ask(q, mode="extractive"), questions[half:])]:
+        times = []
+        for question in asked:
+            started = time.perf_counter()
+            call(question)
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        print(f"{name:9s} p50 {statistics.median(times):6.1f} ms   p95 {times[max(0, round(0.95 * len(times)) - 1)]:6.1f} ms"
+              f"   ({len(times)} questions)")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["cold"]:
         cold()
     elif sys.argv[1:2] == ["query"] and len(sys.argv) == 3:
         query(sys.argv[2])
+    elif sys.argv[1:2] == ["first-seen"] and len(sys.argv) == 5:
+        first_seen(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit(__doc__)
