@@ -327,7 +327,9 @@ def library(pipeline: Pipeline) -> None:
 
 def open_library_dialog(pipeline: Pipeline) -> None:
     """The dialog a library button asked for; it stays asked for until it is closed or dismissed."""
-    action, source, *quotes = st.session_state.get("library") or (None, None)
+    request = st.session_state.get("library")
+    st.session_state["library_shown"] = request
+    action, source, *quotes = request or (None, None)
     if action == "Read":
         read_article(pipeline, source, quotes[0] if quotes else [])
     elif action == "Remove":
@@ -335,7 +337,10 @@ def open_library_dialog(pipeline: Pipeline) -> None:
 
 
 def close_library_dialog() -> None:
-    st.session_state.pop("library", None)
+    """Forget the dialog's request, unless another one replaced it: a click on another library button
+    can land in the same rerun as dismissing this dialog (Escape, then a quick click), and must win."""
+    if st.session_state.get("library") == st.session_state.get("library_shown"):
+        st.session_state.pop("library", None)
 
 
 @st.dialog("Article", width="large", on_dismiss=close_library_dialog)

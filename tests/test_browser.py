@@ -201,6 +201,9 @@ def test_library_export_and_chat_list_in_the_browser(app_url):
         expect(dialog.get_by_text("Trump", exact=False).first).to_be_visible()
         page.keyboard.press("Escape")
         expect(dialog).to_be_hidden(timeout=10_000)
+        # Escape reruns the script (on_dismiss); wait for that rerun to settle so the next click is the
+        # reader's next step, not a race with it (the app itself keeps a request that lands mid-rerun).
+        expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=20_000)
         page.screenshot(path=str(SCREENSHOTS / "library.png"), full_page=True)
 
         sidebar.get_by_role("button", name="Remove").last.click()  # venue.txt: the last article by path
