@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import SEEDS
@@ -179,6 +180,46 @@ def test_readers_parse_the_manifest_once_per_version(tmp_path):
     assert set(Manifest.read(tmp_path).documents) == {"/a.txt", "/b.txt"}
 
 
+def test_questions_read_the_small_search_view_and_never_a_view_of_another_manifest(tmp_path, monkeypatch):
+    import os
+
+    from rag.manifest import SEARCH_VIEW, Manifest, SearchView
+
+    written = Manifest(tmp_path)
+    written.documents["/a.txt"] = {"source": "a.txt", "content_hash": "1", "date": "2025-10-22",
+                                   "duplicates": ["b.txt"], "signature": "x" * 700}
+    written.documents["/b.txt"] = {"source": "b.txt", "content_hash": "2", "date": None,
+                                   "duplicates": ["a.txt"], "signature": "y" * 700}
+    written.save()
+    expected = SearchView(2, {"a.txt": "2025-10-22"}, {"a.txt": ["b.txt"], "b.txt": ["a.txt"]})
+    parsed: list[Path] = []
+    monkeypatch.setattr(Manifest, "__init__", lambda self, data_dir, **kw: parsed.append(data_dir))
+    assert Manifest.search_view(tmp_path) == expected and parsed == []  # the manifest itself was not parsed
+    monkeypatch.undo()
+
+    # A save that dies between writing the view and moving the manifest into place: the new view must
+    # not be taken for the old manifest's.
+    written.documents["/c.txt"] = {"source": "c.txt", "content_hash": "3", "date": "2025-10-23"}
+    real_replace = os.replace
+
+    def dies_before_the_manifest(source, target):
+        if Path(target).name != SEARCH_VIEW:
+            raise OSError("killed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", dies_before_the_manifest)
+    with pytest.raises(OSError):
+        written.save()
+    monkeypatch.undo()
+    assert Manifest.search_view(tmp_path) == expected
+    (tmp_path / SEARCH_VIEW).write_text("{not json")  # damaged or missing: the manifest answers
+    assert Manifest.search_view(tmp_path) == expected
+    (tmp_path / SEARCH_VIEW).unlink()
+    assert Manifest.search_view(tmp_path) == expected
+    written.forget()
+    assert Manifest.search_view(tmp_path) == SearchView() and not (tmp_path / SEARCH_VIEW).exists()
+
+
 def test_embedding_cache_embeds_each_distinct_text_once_and_drops_the_least_recently_used():
     from rag import Settings
     from rag.embeddings import get_embedder
@@ -232,3 +273,12 @@ def test_ingest_embeds_text_repeated_across_batches_once(settings, tmp_path, mon
     assert len(sentences) > len(set(sentences))  # the versions do repeat sentences
     assert set(embedded) == set(texts) | set(sentences)
     assert "Budapest" in pipeline.retrieve("Why was the Budapest summit cancelled?", k=1)[0].text
+
+
+def test_an_ingest_leaves_a_search_view_that_says_what_its_manifest_says(seeded):
+    from rag.manifest import SEARCH_VIEW, Manifest, SearchView
+
+    data_dir = seeded.settings.data_dir
+    view = Manifest.search_view(data_dir)
+    assert (data_dir / SEARCH_VIEW).exists() and view.duplicates  # the seeds hold two versions of one report
+    assert view == SearchView.of(Manifest.read(data_dir).documents.values())
