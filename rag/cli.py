@@ -222,6 +222,9 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if health.ok else 1
 
 
+DUPLICATES_LISTED = 20
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rag.pipeline import Pipeline
 
@@ -238,8 +241,12 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
           f"in {report.seconds:.1f} s")
     for item in report.skipped:
         print(f"skipped {one_line(item['path'])}: {item['reason']}")
-    for source, peers in report.duplicates.items():
+    # A wire story syndicated widely makes thousands of these: list a screenful, count the rest.
+    for source, peers in list(report.duplicates.items())[:DUPLICATES_LISTED]:
         print(f"near-duplicate: {one_line(source)} ~ {', '.join(map(one_line, peers))}")
+    if len(report.duplicates) > DUPLICATES_LISTED:
+        print(f"… and {len(report.duplicates) - DUPLICATES_LISTED:,} more documents with near-duplicates "
+              "(`rag sources` or `rag ingest --json` lists them all)")
     return 0
 
 

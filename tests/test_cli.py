@@ -48,6 +48,21 @@ def test_ingest_json_report(settings, corpus, capsys):
     assert report["added"] == 2
 
 
+def test_ingest_lists_a_screenful_of_near_duplicates_and_counts_the_rest(settings, tmp_path, capsys):
+    from rag.cli import DUPLICATES_LISTED
+
+    corpus = tmp_path / "wire"
+    corpus.mkdir()
+    story = ("Budapest summit called off. The White House said on Tuesday that the planned meeting in "
+             "Budapest would not go ahead, after envoys failed to agree on terms for a ceasefire. ") * 3
+    copies = DUPLICATES_LISTED + 5
+    for n in range(copies):  # one wire story, as many outlets ran it
+        (corpus / f"outlet{n:02d}.txt").write_text(f"Outlet {n}\n\n{story}", encoding="utf-8")
+    code, out, _ = run(capsys, "--data-dir", str(settings.data_dir), "ingest", str(corpus))
+    assert code == 0 and out.count("near-duplicate:") == DUPLICATES_LISTED
+    assert "… and 5 more documents with near-duplicates" in out
+
+
 @pytest.mark.parametrize("args, error", [
     (["ask", ""], "the question is empty"),
     (["ask", "   "], "the question is empty"),
