@@ -6,7 +6,7 @@ everything else only reads it, so `rag sources` needs neither Chroma nor the mod
 
 Beside it, `search.json` holds the little a question needs (the document count, stated dates, and
 near-duplicate groups), so that a fresh process answering one question does not parse the whole
-manifest: at 100k chunks that is 69 MB of JSON, mostly MinHash signatures only ingest reads. It is
+manifest: at 100k chunks that is ~70 MB of JSON, mostly MinHash signatures only ingest reads. It is
 stamped with the manifest's stat (size, mtime, inode, as git's index stamps files) and written before the
 manifest is moved into place, so a stamp that does not match the manifest on disk (a crash between the
 two, a copied data dir) sends the reader back to the manifest itself: never a view of another version.
@@ -88,8 +88,7 @@ class Manifest:
         ingest makes its own with `Manifest(data_dir)`."""
         path = data_dir / "manifest.json"
         try:
-            stat = path.stat()
-            key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            key = (str(path.resolve()), *_stamp(path))
         except OSError:
             return cls(data_dir)  # absent (empty) or unreadable (StoreDamaged): as the constructor says
         if _READ.get(key[0], (None,))[0] != key:
@@ -137,6 +136,8 @@ class Manifest:
 
 
 def _stamp(path: Path) -> list[int]:
+    """Which version of a file this is, without reading it: a new file (ingest replaces, never rewrites)
+    has a new inode, and an edit in place a new mtime or size."""
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
