@@ -34,7 +34,17 @@ def test_chunk_size_is_configurable(settings):
     assert len(small) > 2 * len(large)
 
 
-def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings, corpus):
+@pytest.mark.parametrize("stored_chunks_read", ["one look-up per document", "one scan of every path"])
+def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings, corpus, monkeypatch,
+                                                                       stored_chunks_read):
+    import rag.ingest
+    from vectorstore.chroma import ChunkStore
+
+    # Force each of the two ways ingest learns which chunks a document already has (it picks the cheaper).
+    monkeypatch.setattr(rag.ingest, "LOOKUP_SECONDS", 0.0 if "look-up" in stored_chunks_read else 1e9)
+    look_ups: list[str] = []
+    real_look_up = ChunkStore.ids_for_path
+    monkeypatch.setattr(ChunkStore, "ids_for_path", lambda self, path: look_ups.append(path) or real_look_up(self, path))
     pipeline = Pipeline(settings)
     first = pipeline.ingest([corpus])
     assert (first.added, first.documents, first.skipped) == (2, 2, [])
@@ -42,6 +52,7 @@ def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings,
 
     again = pipeline.ingest([corpus])
     assert (again.embedded_chunks, again.unchanged, again.added, again.updated) == (0, 2, 0, 0)
+    assert len(look_ups) == (2 if "look-up" in stored_chunks_read else 0)
     assert again.chunks == first.chunks
 
     article = corpus / "004_936fb12f57722203.txt"
