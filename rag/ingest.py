@@ -34,12 +34,6 @@ FIRST_BATCH = 64
 METADATA_BATCH = 512
 # Vectors kept for reuse within one ingest run (EmbeddingCache): a bound on its memory, ~160 MB.
 EMBED_CACHE = 100_000
-# Which chunks a document already has: one Chroma look-up per document, or one paged read of every
-# stored chunk's path, whichever costs less. Measured on the 100k-chunk index: `all_paths()` alone read
-# 100,001 paths in 9.5 s, and re-ingesting its 34,076 unchanged documents took 455 s with a look-up each
-# against 123 s with the scan, so ~9.7 ms per look-up.
-LOOKUP_SECONDS = 9.7e-3
-SCAN_SECONDS_PER_CHUNK = 9.5 / 100_001
 
 
 @dataclass
@@ -194,12 +188,14 @@ def remove(sources: Sequence[str], settings: Settings) -> int:
         if unknown:
             raise InputRejected(f"not an indexed document: {', '.join(sorted(unknown))}")
         store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
-        stale = set().union(*(store.ids_for_path(key) for key in keys))
+        stored = StoredChunks.read(store)
+        stale = set().union(*(stored.ids_of(key) for key in keys))
         for key in keys:
             del manifest.documents[key]
         for entry in manifest.documents.values():
             entry["duplicates"] = [s for s in entry.get("duplicates", []) if s not in set(sources)]
-        published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents))
+        published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
+                                           stored.path_of)
         manifest.save()
         store.publish(ids_digest(published))
         store.delete(stale)
@@ -226,11 +222,13 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
-    _remove_deleted(manifest, store, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
-    plan = _plan(docs, manifest, store, settings, report, stale, reembed=rebuild)
-    report.embedded_chunks = _embed_and_store(plan, len(docs), store, lambda: get_embedder(settings), settings,
-                                              progress)
-    report.sentence_vectors_added = _add_missing_sentence_vectors(store, lambda: get_embedder(settings))
+    stored = StoredChunks.read(store)
+    _remove_deleted(manifest, stored, roots, {str(Path(d.source).resolve()) for d in docs}, report, stale)
+    plan = _plan(docs, manifest, store, stored, settings, report, stale, reembed=rebuild)
+    report.embedded_chunks = _embed_and_store(plan, len(docs), store, stored, lambda: get_embedder(settings),
+                                              settings, progress)
+    report.sentence_vectors_added = _add_missing_sentence_vectors(store, sorted(stored.lacking_sentence_vectors),
+                                                                  lambda: get_embedder(settings))
 
     signatures = {key: entry["signature"] for key, entry in manifest.documents.items()}
     groups = near_duplicate_groups(signatures, settings.dup_threshold) if signatures else {}
@@ -238,11 +236,12 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
         entry["duplicates"] = [manifest.documents[o]["source"] for o in groups.get(key, [])]
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
-    published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents))
+    published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
+                                       stored.path_of)
     manifest.save()
     store.publish(ids_digest(published))
     # Now nothing outside the published set is needed: stale chunks, and any an interrupted run left behind.
-    store.delete(set(store.all_ids()) - set(published))
+    store.delete(set(stored.path_of) - set(published))
     report.documents = len(manifest.documents)
     report.chunks = store.count()
     report.seconds = round(time.perf_counter() - started, 2)
@@ -267,25 +266,45 @@ def _rebuilds_in_place(settings: Settings) -> bool:
         return False
 
 
-def _stored_chunks(store: Any, stored: int, documents: int) -> Callable[[str], set[str]]:
-    """document path -> the ids of its chunks in the store, as the cheaper of the two reads gives them
-    (a re-ingest of a whole corpus: one scan; a few files added to a big index: a look-up each)."""
-    if not stored:
-        return lambda path: set()
-    if documents * LOOKUP_SECONDS <= stored * SCAN_SECONDS_PER_CHUNK:
-        return store.ids_for_path
-    by_path: dict[str, set[str]] = {}
-    for chunk_id, path in store.all_paths():
-        by_path.setdefault(path, set()).add(chunk_id)
-    return lambda path: set(by_path.get(path, ()))
+class StoredChunks:
+    """What the collection holds, read in one paged scan when an ingest starts and kept current as it
+    writes: each chunk's document path, and which chunks lack sentence vectors. The plan, the back-fill of
+    sentence vectors, the keyword index and the final clean-up all read this rather than the collection:
+    at 100k chunks one scan takes ~10 s, and a look-up per document ~10 ms (a no-op re-ingest of 34k
+    documents spent 455 s in them)."""
+
+    def __init__(self) -> None:
+        self.path_of: dict[str, str] = {}
+        self.lacking_sentence_vectors: set[str] = set()
+        self._by_path: dict[str, set[str]] = {}
+
+    @classmethod
+    def read(cls, store: Any) -> "StoredChunks":
+        stored = cls()
+        if store.count():  # a first ingest has nothing to read
+            for chunk_id, fields in store.all_fields(("path", sentence_store.FORMAT_KEY)):
+                stored.add(chunk_id, fields["path"] or "", fields[sentence_store.FORMAT_KEY] == sentence_store.FORMAT)
+        return stored
+
+    def add(self, chunk_id: str, path: str, has_sentence_vectors: bool = True) -> None:
+        self.path_of[chunk_id] = path
+        self._by_path.setdefault(path, set()).add(chunk_id)
+        if has_sentence_vectors:
+            self.lacking_sentence_vectors.discard(chunk_id)
+        else:
+            self.lacking_sentence_vectors.add(chunk_id)
+
+    def ids_of(self, path: str) -> set[str]:
+        """The ids of the chunks stored for the document at `path` (its absolute path)."""
+        return set(self._by_path.get(path, ()))
 
 
-def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settings,
+def _plan(docs: list[Document], manifest: Manifest, store: Any, stored: StoredChunks, settings: Settings,
           report: IngestReport, stale: set[str], reembed: bool = False) -> Iterator[tuple[Document, list[Chunk]]]:
     """Per document: note chunks that went (in `stale`), refresh the metadata of those that stay, yield the
-    new ones (lazily: documents are chunked while the model embeds the ones before)."""
-    stored = store.count()  # a first ingest has no chunks to look up
-    present_for = _stored_chunks(store, stored, len(docs))
+    new ones (lazily: documents are chunked while the model embeds the ones before). A document whose
+    cleaned text, description, chunker and scan rules are those of the last ingest, with all its chunks
+    stored, is not chunked again: it yields nothing."""
     described: dict[str, dict[str, Any]] = {}  # kept chunks' new metadata, written METADATA_BATCH at a time
 
     def write_described() -> None:
@@ -296,9 +315,14 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
         key = str(Path(doc.source).resolve())
         doc.source = display_path(Path(doc.source))
         previous = manifest.documents.get(key)
+        present = stored.ids_of(key)
+        if not reembed and _indexed_as_is(doc, previous, present, settings):
+            report.unchanged += 1
+            _save_text(settings.data_dir, doc)  # (a cheap check: it is there unless someone deleted it)
+            yield doc, []
+            continue
         chunks = chunk_document(doc, settings)
         ids = [c.id for c in chunks]
-        present = present_for(key)
         fresh = chunks if reembed else [c for c in chunks if c.id not in present]
         kept = [] if reembed else [c for c in chunks if c.id in present]
         stale |= present - set(ids)
@@ -316,13 +340,21 @@ def _plan(docs: list[Document], manifest: Manifest, store: Any, settings: Settin
             if len(described) >= METADATA_BATCH:
                 write_described()
         manifest.documents[key] = {
-            **_describe(doc), "chunks": len(chunks), "scanned_with": _scan_id(settings),
+            **_describe(doc), "chunks": len(chunks), "chunker": settings.chunker_id, "scanned_with": _scan_id(settings),
             "signature": minhash_signature(doc.text), "duplicates": [],
             "dropped_lines": len(doc.dropped_lines),
         }
         _save_text(settings.data_dir, doc)
         yield doc, fresh
     write_described()
+
+
+def _indexed_as_is(doc: Document, previous: dict[str, Any] | None, present: set[str], settings: Settings) -> bool:
+    """Whether the last ingest left this document exactly as this one would: same description (its
+    cleaned text's hash among it), chunker and scan rules, and as many chunks stored as it made."""
+    return (bool(previous) and previous.get("chunker") == settings.chunker_id
+            and previous.get("scanned_with") == _scan_id(settings) and len(present) == previous.get("chunks")
+            and all(previous.get(field) == value for field, value in _describe(doc).items()))
 
 
 def _describe(doc: Document) -> dict[str, Any]:
@@ -349,13 +381,13 @@ def _save_text(data_dir: Path, doc: Document) -> None:
         os.replace(tmp, path)
 
 
-def _remove_deleted(manifest: Manifest, store: Any, roots: list[Path], seen: set[str], report: IngestReport,
-                    stale: set[str]) -> None:
+def _remove_deleted(manifest: Manifest, stored: StoredChunks, roots: list[Path], seen: set[str],
+                    report: IngestReport, stale: set[str]) -> None:
     for key in list(manifest.documents):
         path = Path(key)
         if key in seen or path.exists() or not any(path.is_relative_to(r) for r in roots):
             continue
-        stale |= store.ids_for_path(key)
+        stale |= stored.ids_of(key)
         del manifest.documents[key]
         report.removed += 1
 
@@ -399,7 +431,7 @@ def _instructions(content_hash: str, text: str, classifier: injection.Classifier
 
 
 def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: int, store: Any,
-                     embedder_of: Callable[[], Any], settings: Settings, progress: ProgressCallback | None) -> int:
+                     stored: StoredChunks, embedder_of: Callable[[], Any], settings: Settings, progress: ProgressCallback | None) -> int:
     """Embed and store the planned chunks, with their sentences' vectors (rag.sentence_store); returns how
     many chunks were embedded.
 
@@ -424,6 +456,8 @@ def _embed_and_store(plan: Iterable[tuple[Document, list[Chunk]]], documents: in
         metadatas = [{**_chunk_metadata(d, str(Path(d.source).resolve()), c, settings), **sentence_store.metadata(s)}
                      for (d, c), s in zip(batch, sentences)]
         store.upsert([c.id for _, c in batch], vectors, [c.text for _, c in batch], metadatas)
+        for metadata, (_, chunk) in zip(metadatas, batch):
+            stored.add(chunk.id, metadata["path"])
         written += len(batch)
 
     with ThreadPoolExecutor(1, thread_name_prefix="embed") as model:
@@ -491,10 +525,9 @@ class EmbeddingCache:
         return vectors
 
 
-def _add_missing_sentence_vectors(store: Any, embedder_of: Callable[[], Any]) -> int:
+def _add_missing_sentence_vectors(store: Any, lacking: list[str], embedder_of: Callable[[], Any]) -> int:
     """Chunks stored before sentence vectors were (an older index) get them now, without re-embedding
     the chunks themselves. Returns how many chunks were updated."""
-    lacking = store.ids_without(sentence_store.FORMAT_KEY, sentence_store.FORMAT)
     cache = EmbeddingCache()  # as in an ingest: a sentence repeated across chunks is embedded once
     for i in range(0, len(lacking), EMBED_BATCH):
         ids = lacking[i : i + EMBED_BATCH]
@@ -518,15 +551,16 @@ def _embed_batch(embedder: Any, texts: list[str]) -> list[Any]:
                               "and the next `rag ingest` embeds only what is missing") from exc
 
 
-def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str]) -> list[str]:
-    """Build the keyword index over the chunks of the manifest's documents (less `exclude`) unless it is
-    current; returns its ids, the chunk set being published. Chunks of no listed document (left by an
-    interrupted run) are never published."""
+def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str],
+                           path_of: dict[str, str]) -> list[str]:
+    """Build the keyword index over the chunks of the manifest's documents (less `exclude`; `path_of`:
+    each stored chunk's document) unless it is current; returns its ids, the chunk set being published.
+    Chunks of no listed document (left by an interrupted run) are never published."""
     try:
         current = KeywordIndex.load(directory)
     except StoreDamaged:
         current = None  # derived data: built again below
-    ids = sorted(i for i, path in store.all_paths() if i not in exclude and path in documents)
+    ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
     if current is not None and current.current and current.digest == ids_digest(ids):
         return current.ids
     all_ids, texts, metas = store.all_chunks()

@@ -11,11 +11,11 @@ def test_every_record_is_read_and_deleted_across_pages(settings, corpus, monkeyp
     whole = pipeline.ingest()
     store = pipeline.searcher.store
     ids = store.all_ids()
-    paths = dict(store.all_paths())
+    paths = dict(store.all_fields(["path", "start"]))
     chunk_ids, texts, metas = store.all_chunks()
     monkeypatch.setattr("vectorstore.chroma.PAGE", 3)
     assert whole.chunks > 3 * 3  # several pages
-    assert store.all_ids() == ids and dict(store.all_paths()) == paths
+    assert store.all_ids() == ids and dict(store.all_fields(["path", "start"])) == paths
     assert store.all_chunks() == (chunk_ids, texts, metas)
     assert set(store.get(ids)) == set(ids) and store.ids_without("no_such_key", "x") == ids
     assert pipeline.ingest(rebuild=True).chunks == whole.chunks  # a whole ingest through pages of 3

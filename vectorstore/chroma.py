@@ -96,10 +96,10 @@ class ChunkStore:
         return [i for i in self.all_ids() if i not in having]
 
     @_guarded
-    def all_paths(self) -> list[tuple[str, str]]:
-        """(chunk id, document path) for every chunk in the collection."""
+    def all_fields(self, keys: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """(chunk id, the named metadata fields, None where absent) for every chunk in the collection."""
         got = self._pages(["metadatas"])
-        return [(i, (m or {}).get("path", "")) for i, m in zip(got["ids"], got["metadatas"])]
+        return [(i, {key: (m or {}).get(key) for key in keys}) for i, m in zip(got["ids"], got["metadatas"])]
 
     @_guarded
     def upsert(self, ids: Sequence[str], embeddings: Sequence[Sequence[float]], texts: Sequence[str],
