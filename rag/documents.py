@@ -117,13 +117,16 @@ def _check_line_lengths(text: str) -> None:
                             "this does not look like article text")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")  # control characters but line breaks, tabs and form feeds
+
+
 def _decode(data: bytes) -> str:
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+        control = len(_CONTROL.findall(text))
         if control > len(text) * 0.01:
             raise InputRejected("file looks binary (too many control characters)")
         return text

@@ -80,6 +80,8 @@ class Manifest:
         data = {} if empty else _read(self.path)
         self.documents: dict[str, dict[str, Any]] = data.get("documents", {})
         self.indexed_at: float | None = data.get("indexed_at")
+        # What the documents' near-duplicate lists were computed from (`rag.ingest`): unchanged, they stand.
+        self.duplicates_key: str | None = data.get("duplicates_key")
 
     @classmethod
     def read(cls, data_dir: Path) -> "Manifest":
@@ -119,7 +121,8 @@ class Manifest:
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        payload = {"version": MANIFEST_VERSION, "indexed_at": time.time(), "documents": self.documents}
+        payload = {"version": MANIFEST_VERSION, "indexed_at": time.time(), "duplicates_key": self.duplicates_key,
+                   "documents": self.documents}
         tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
         # The view first, stamped with the manifest it describes: a rename keeps size, mtime and inode.
         view = SearchView.of(self.documents.values())

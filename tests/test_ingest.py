@@ -99,6 +99,26 @@ def test_near_duplicates_are_detected(seeded):
                                                     "004_936fb12f57722203.txt"))
 
 
+def test_near_duplicates_are_grouped_again_only_when_documents_or_the_threshold_change(settings, monkeypatch):
+    import rag.ingest
+    from conftest import SEEDS
+
+    groupings: list[float] = []
+    real = rag.ingest.near_duplicate_groups
+    monkeypatch.setattr(rag.ingest, "near_duplicate_groups", lambda s, t: groupings.append(t) or real(s, t))
+    pipeline = Pipeline(settings)
+    pipeline.ingest([SEEDS])
+    found = {r["source"]: r["duplicates"] for r in pipeline.sources()}
+    assert sum(map(bool, found.values())) == 2 and len(groupings) == 1
+
+    pipeline.ingest([SEEDS])  # nothing changed: the lists found before stand
+    assert {r["source"]: r["duplicates"] for r in pipeline.sources()} == found and len(groupings) == 1
+
+    loose = Pipeline(settings.replace(dup_threshold=0.01))
+    loose.ingest([SEEDS])
+    assert len(groupings) == 2 and sum(map(bool, (r["duplicates"] for r in loose.sources()))) > 2
+
+
 def test_bad_files_are_skipped_and_nothing_indexed_is_lost(settings, corpus):
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])

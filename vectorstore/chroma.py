@@ -74,15 +74,19 @@ class ChunkStore:
         """Ids of the chunks of one document, keyed by its absolute path."""
         return set(self.collection.get(where={"path": path}, include=[])["ids"])
 
-    def _pages(self, include: list[str], where: dict | None = None) -> dict[str, list]:
+    def _pages(self, include: list[str], where: dict | None = None,
+               keep: Callable[[dict[str, list]], dict[str, list]] = lambda page: page) -> dict[str, list]:
         """Every matching record, read PAGE at a time: one `get()` of a whole large collection fails
-        in Chroma's SQLite ("too many SQL variables", seen at ~90k chunks)."""
+        in Chroma's SQLite ("too many SQL variables", seen at ~90k chunks). `keep` trims each page as it
+        arrives, so a caller that needs a few fields never holds every record whole."""
         got: dict[str, list] = {"ids": [], **{field: [] for field in include}}
         while True:
             page = self.collection.get(where=where, include=include, limit=PAGE, offset=len(got["ids"]))
+            count = len(page["ids"])
+            page = keep(page)
             for field in got:
                 got[field].extend(page[field])
-            if len(page["ids"]) < PAGE:
+            if count < PAGE:
                 return got
 
     @_guarded
@@ -98,8 +102,11 @@ class ChunkStore:
     @_guarded
     def all_fields(self, keys: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """(chunk id, the named metadata fields, None where absent) for every chunk in the collection."""
-        got = self._pages(["metadatas"])
-        return [(i, {key: (m or {}).get(key) for key in keys}) for i, m in zip(got["ids"], got["metadatas"])]
+        def fields(page: dict[str, list]) -> dict[str, list]:  # (a chunk's metadata is ~5 KB: its sentence vectors)
+            return {"ids": page["ids"], "metadatas": [{key: (m or {}).get(key) for key in keys} for m in page["metadatas"]]}
+
+        got = self._pages(["metadatas"], keep=fields)
+        return list(zip(got["ids"], got["metadatas"]))
 
     @_guarded
     def upsert(self, ids: Sequence[str], embeddings: Sequence[Sequence[float]], texts: Sequence[str],
