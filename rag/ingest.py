@@ -324,10 +324,10 @@ class StoredChunks:
 def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stored: StoredChunks,
           settings: Settings, report: IngestReport, stale: set[str], reembed: bool = False,
           ) -> Iterator[tuple[str, Document, list[Chunk]]]:
-    """Per document (with its key, the absolute path): note chunks that went (in `stale`), refresh the metadata of those that stay, yield the
-    new ones (lazily: documents are chunked while the model embeds the ones before). A document whose
-    cleaned text, description, chunker and scan rules are those of the last ingest, with all its chunks
-    stored, is not chunked again: it yields nothing."""
+    """Per document (with its key, the absolute path): note chunks that went (in `stale`), refresh the
+    metadata of those that stay, yield the new ones (lazily: documents are chunked while the model embeds
+    the ones before). A document whose cleaned text, description, chunker and scan rules are those of
+    the last ingest, with all its chunks stored, is not chunked again: it yields nothing."""
     described: dict[str, dict[str, Any]] = {}  # kept chunks' new metadata, written METADATA_BATCH at a time
 
     def write_described() -> None:
@@ -363,7 +363,8 @@ def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stor
             if len(described) >= METADATA_BATCH:
                 write_described()
         manifest.documents[key] = {
-            **_describe(doc), "chunks": len(chunks), "chunker": settings.chunker_id, "scanned_with": _scan_id(settings),
+            **_describe(doc), "chunks": len(chunks), "chunker": settings.chunker_id,
+            "scanned_with": _scan_id(settings),
             "signature": minhash_signature(doc.text), "duplicates": [],
             "dropped_lines": len(doc.dropped_lines),
         }
@@ -454,7 +455,8 @@ def _instructions(content_hash: str, text: str, classifier: injection.Classifier
 
 
 def _embed_and_store(plan: Iterable[tuple[str, Document, list[Chunk]]], documents: int, store: Any,
-                     stored: StoredChunks, embedder_of: Callable[[], Any], settings: Settings, progress: ProgressCallback | None) -> int:
+                     stored: StoredChunks, embedder_of: Callable[[], Any], settings: Settings,
+                     progress: ProgressCallback | None) -> int:
     """Embed and store the planned chunks, with their sentences' vectors (rag.sentence_store); returns how
     many chunks were embedded.
 

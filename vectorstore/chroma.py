@@ -102,8 +102,9 @@ class ChunkStore:
     @_guarded
     def all_fields(self, keys: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """(chunk id, the named metadata fields, None where absent) for every chunk in the collection."""
-        def fields(page: dict[str, list]) -> dict[str, list]:  # (a chunk's metadata is ~5 KB: its sentence vectors)
-            return {"ids": page["ids"], "metadatas": [{key: (m or {}).get(key) for key in keys} for m in page["metadatas"]]}
+        def fields(page: dict[str, list]) -> dict[str, list]:  # (a chunk's metadata is ~5 KB: sentence vectors)
+            return {"ids": page["ids"],
+                    "metadatas": [{key: (m or {}).get(key) for key in keys} for m in page["metadatas"]]}
 
         got = self._pages(["metadatas"], keep=fields)
         return list(zip(got["ids"], got["metadatas"]))
