@@ -93,10 +93,12 @@ class KeywordIndex:
         return cls(ids=list(ids), digest=ids_digest(ids), _bm25=bm25, sources=list(sources),
                    _documents=documents, document_names=names)
 
+    RECORD_FIELDS = ("source", "start")  # what `from_records` reads of each chunk's metadata
+
     @classmethod
     def from_records(cls, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> "KeywordIndex":
         """Built from chunk records as the store returns them (their metadata names `source` and `start`)."""
-        return cls.build(ids, texts, [m["source"] for m in metadatas], [int(m.get("start", 0)) for m in metadatas])
+        return cls.build(ids, texts, [m["source"] for m in metadatas], [int(m.get("start") or 0) for m in metadatas])
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The n best chunks: (chunk id, BM25 score)."""

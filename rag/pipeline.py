@@ -139,7 +139,7 @@ class Pipeline:
         if ids_digest(store.all_ids()) != published:
             return local  # an ingest is under way elsewhere: serve the last whole index we have
         # (or the local one was saved by an older version, without its document part)
-        rebuilt = KeywordIndex.from_records(*store.all_chunks())
+        rebuilt = KeywordIndex.from_records(*store.all_chunks(KeywordIndex.RECORD_FIELDS))
         rebuilt.save(directory)
         return rebuilt
 

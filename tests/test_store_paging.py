@@ -17,6 +17,8 @@ def test_every_record_is_read_and_deleted_across_pages(settings, corpus, monkeyp
     assert whole.chunks > 3 * 3  # several pages
     assert store.all_ids() == ids and dict(store.all_fields(["path", "start"])) == paths
     assert store.all_chunks() == (chunk_ids, texts, metas)
+    assert store.all_chunks(["source", "absent"]) == (chunk_ids, texts, [{"source": m["source"], "absent": None}
+                                                                        for m in metas])
     assert set(store.get(ids)) == set(ids) and store.ids_without("no_such_key", "x") == ids
     assert pipeline.ingest(rebuild=True).chunks == whole.chunks  # a whole ingest through pages of 3
     store = pipeline.searcher.store

@@ -102,11 +102,7 @@ class ChunkStore:
     @_guarded
     def all_fields(self, keys: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """(chunk id, the named metadata fields, None where absent) for every chunk in the collection."""
-        def fields(page: dict[str, list]) -> dict[str, list]:  # (a chunk's metadata is ~5 KB: sentence vectors)
-            return {"ids": page["ids"],
-                    "metadatas": [{key: (m or {}).get(key) for key in keys} for m in page["metadatas"]]}
-
-        got = self._pages(["metadatas"], keep=fields)
+        got = self._pages(["metadatas"], keep=_only(keys))
         return list(zip(got["ids"], got["metadatas"]))
 
     @_guarded
@@ -136,8 +132,9 @@ class ChunkStore:
         return found
 
     @_guarded
-    def all_chunks(self) -> tuple[list[str], list[str], list[dict]]:
-        got = self._pages(["documents", "metadatas"])
+    def all_chunks(self, keys: Sequence[str] | None = None) -> tuple[list[str], list[str], list[dict]]:
+        """Every chunk's id, text and metadata (only the fields named in `keys`, when given), by id."""
+        got = self._pages(["documents", "metadatas"], keep=_only(keys) if keys is not None else lambda page: page)
         order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
         return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
                 [got["metadatas"][i] for i in order])
@@ -170,6 +167,15 @@ class ChunkStore:
                                     include=["distances"])
         # cosine distance -> similarity
         return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0])]
+
+
+def _only(keys: Sequence[str]) -> Callable[[dict[str, list]], dict[str, list]]:
+    """A page of records with only the named metadata fields (None where absent): a chunk's metadata is
+    ~5 KB, nearly all of it sentence vectors, which whole-collection readers rarely need."""
+    def trimmed(page: dict[str, list]) -> dict[str, list]:
+        return {**page, "metadatas": [{key: (m or {}).get(key) for key in keys} for m in page["metadatas"]]}
+
+    return trimmed
 
 
 def _client(settings: Settings) -> Any:
