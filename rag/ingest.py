@@ -589,8 +589,9 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
     ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
     if current is not None and current.current and current.digest == ids_digest(ids):
         return current.ids
-    all_ids, texts, metas = store.all_chunks(KeywordIndex.RECORD_FIELDS + ("path",))
-    kept = [(i, t, m) for i, t, m in zip(all_ids, texts, metas) if i not in exclude and m.get("path") in documents]
+    wanted = set(ids)
+    all_ids, texts, metas = store.all_chunks(KeywordIndex.RECORD_FIELDS)
+    kept = [(i, t, m) for i, t, m in zip(all_ids, texts, metas) if i in wanted]
     index = KeywordIndex.from_records([i for i, _, _ in kept], [t for _, t, _ in kept], [m for _, _, m in kept])
     index.save(directory)
     return index.ids

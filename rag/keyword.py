@@ -69,6 +69,8 @@ class KeywordIndex:
     id_set: frozenset[str] = field(init=False, repr=False)  # the published chunk ids, for filtering dense hits
     source_of: dict[str, str] = field(init=False, repr=False)
 
+    RECORD_FIELDS = ("source", "start")  # what `from_records` reads of each chunk's metadata
+
     def __post_init__(self) -> None:
         self.id_set = frozenset(self.ids)
         self.source_of = dict(zip(self.ids, self.sources)) if self.sources is not None else {}
@@ -92,8 +94,6 @@ class KeywordIndex:
             documents = _bm25_over([" ".join(t for _, t in sorted(whole[n])) for n in names])
         return cls(ids=list(ids), digest=ids_digest(ids), _bm25=bm25, sources=list(sources),
                    _documents=documents, document_names=names)
-
-    RECORD_FIELDS = ("source", "start")  # what `from_records` reads of each chunk's metadata
 
     @classmethod
     def from_records(cls, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> "KeywordIndex":

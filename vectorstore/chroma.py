@@ -75,7 +75,7 @@ class ChunkStore:
         return set(self.collection.get(where={"path": path}, include=[])["ids"])
 
     def _pages(self, include: list[str], where: dict | None = None,
-               keep: Callable[[dict[str, list]], dict[str, list]] = lambda page: page) -> dict[str, list]:
+               keep: Callable[[dict[str, list]], dict[str, list]] | None = None) -> dict[str, list]:
         """Every matching record, read PAGE at a time: one `get()` of a whole large collection fails
         in Chroma's SQLite ("too many SQL variables", seen at ~90k chunks). `keep` trims each page as it
         arrives, so a caller that needs a few fields never holds every record whole."""
@@ -83,7 +83,7 @@ class ChunkStore:
         while True:
             page = self.collection.get(where=where, include=include, limit=PAGE, offset=len(got["ids"]))
             count = len(page["ids"])
-            page = keep(page)
+            page = keep(page) if keep else page
             for field in got:
                 got[field].extend(page[field])
             if count < PAGE:
@@ -134,7 +134,7 @@ class ChunkStore:
     @_guarded
     def all_chunks(self, keys: Sequence[str] | None = None) -> tuple[list[str], list[str], list[dict]]:
         """Every chunk's id, text and metadata (only the fields named in `keys`, when given), by id."""
-        got = self._pages(["documents", "metadatas"], keep=_only(keys) if keys is not None else lambda page: page)
+        got = self._pages(["documents", "metadatas"], keep=_only(keys) if keys is not None else None)
         order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
         return ([got["ids"][i] for i in order], [got["documents"][i] for i in order],
                 [got["metadatas"][i] for i in order])
