@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,12 +95,8 @@ def _torch(model_dir: Path) -> "BaseEmbedding":
 
 
 class BatchedQueries:
-    """An embedder whose query embeddings are batched across concurrent callers, and remembered.
-
-    Under load (the REST API's worker threads) one model call for 20 queries costs little more than
-    for one; calling once per query makes every request wait for all the others. The first caller to
-    find the model idle embeds everything pending, in rounds, while the rest wait for their vector
-    (leader/follower, no extra thread). Everything else is passed through to the wrapped embedder.
+    """An embedder whose query embeddings are batched across concurrent callers (rag.batching), and
+    remembered. Everything else is passed through to the wrapped embedder.
 
     The last `REMEMBERED` distinct queries keep their vectors: the query embedding is most of what a
     retrieval costs (~4.5 ms of ~6 on 2 cores), and the same text comes back often (a chat's `/ask`
@@ -116,10 +110,10 @@ class BatchedQueries:
     def __init__(self, embedder: "BaseEmbedding"):
         from functools import lru_cache
 
+        from rag.batching import Coalescer
+
         self.embedder = embedder
-        self._lock = threading.Lock()
-        self._pending: list[tuple[str, Future]] = []
-        self._busy = False
+        self._batches = Coalescer(self._embed_queries, self.MAX_BATCH)
         self._remembered = lru_cache(maxsize=self.REMEMBERED)(self._embed_one)
 
     def get_query_embedding(self, query: str) -> list[float]:
@@ -134,30 +128,7 @@ class BatchedQueries:
         self._remembered.cache_clear()
 
     def _embed_one(self, query: str) -> tuple[float, ...]:
-        future: Future = Future()
-        with self._lock:
-            self._pending.append((query, future))
-            lead = not self._busy
-            self._busy = True
-        if lead:
-            self._drain()
-        return tuple(future.result())
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
-                if not batch:
-                    self._busy = False
-                    return
-            try:
-                vectors = self._embed_queries([query for query, _ in batch])
-            except BaseException as exc:  # every waiter gets the failure, not a hang
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            for (_, future), vector in zip(batch, vectors):
-                future.set_result(vector)
+        return tuple(self._batches.submit(query))
 
     def _embed_queries(self, queries: list[str]) -> list[list[float]]:
         if hasattr(self.embedder, "embed_queries"):  # OnnxSentenceEmbedding: batched unless int8 (see there)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from rag import sentence_store
+from rag.batching import Coalescer
 from rag.filters import Filters
 from rag.text import containment, shingles
 
@@ -78,6 +79,15 @@ class HybridSearch:
         self._duplicates = duplicates  # source -> sources of its near-duplicate documents
         self.k = k
         self._candidates = max(candidates, k)
+        self._dense: dict[int, Any] = {}  # candidates wanted -> the Coalescer of those dense queries
+
+    def _dense_query(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
+        """The store's n nearest chunks, the queries of concurrent searches sent as one (rag.batching)."""
+        coalescer = self._dense.get(n)
+        if coalescer is None:
+            with self._records_lock:
+                coalescer = self._dense.setdefault(n, Coalescer(lambda vectors: self._store.query_many(vectors, n)))
+        return coalescer.submit(vector)
 
     @property
     def embedder(self) -> Any:
@@ -98,7 +108,7 @@ class HybridSearch:
         # A filter is applied to the candidates, so look further down both rankings for enough of them.
         candidates = max(self._candidates, 2 * k) * (FILTER_WIDENING if filters else 1)
         vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
-        dense = self._store.query(vector, candidates)
+        dense = self._dense_query(vector, candidates)
         keyword, documents = self._keyword.search_both(query, candidates, candidates) if self._keyword else ([], [])
         if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
             dense = [(i, score) for i, score in dense if i in self._keyword.id_set]

@@ -158,15 +158,21 @@ class ChunkStore:
         metadata = self.client.get_collection(self.collection.name).metadata or {}
         return metadata.get(PUBLISHED_KEY), metadata.get(GENERATION_KEY)
 
-    @_guarded
     def query(self, embedding: Sequence[float], n: int, where: dict | None = None) -> list[tuple[str, float]]:
-        if n <= 0:
-            return []
+        return self.query_many([embedding], n, where)[0]
+
+    @_guarded
+    def query_many(self, embeddings: Sequence[Sequence[float]], n: int,
+                   where: dict | None = None) -> list[list[tuple[str, float]]]:
+        """The n nearest chunks (id, cosine similarity) of each query vector, in one Chroma call: 8 at once
+        cost ~0.3 ms each against ~1.2 ms alone (rag.batching)."""
+        if n <= 0 or not embeddings:
+            return [[] for _ in embeddings]
         # Chroma returns fewer than n when the collection is smaller: no count() round trip needed.
-        got = self.collection.query(query_embeddings=[list(embedding)], n_results=n, where=where,
+        got = self.collection.query(query_embeddings=[list(e) for e in embeddings], n_results=n, where=where,
                                     include=["distances"])
         # cosine distance -> similarity
-        return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0])]
+        return [[(i, 1.0 - d) for i, d in zip(ids, distances)] for ids, distances in zip(got["ids"], got["distances"])]
 
 
 def _only(keys: Sequence[str]) -> Callable[[dict[str, list]], dict[str, list]]:
