@@ -331,17 +331,25 @@ def _signature_values(signature: str | list[int]) -> Any:
 
 def near_duplicate_groups(signatures: dict[str, str | list[int]], threshold: float) -> dict[str, list[str]]:
     """For each document, the others whose estimated 3-shingle Jaccard reaches `threshold`."""
+    import numpy as np
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=128)
-    hashes = {key: MinHash(num_perm=128, scheme=_MINHASH_SCHEME, hashvalues=_signature_values(sig))
-              for key, sig in sorted(signatures.items())}
+    values = {key: _signature_values(sig) for key, sig in sorted(signatures.items())}
+    # One set of permutations for all: made per MinHash, they were a third of grouping 35k documents.
+    permutations = MinHash(num_perm=128, scheme=_MINHASH_SCHEME).permutations
+    hashes = {key: MinHash(scheme=_MINHASH_SCHEME, hashvalues=v, permutations=permutations) for key, v in values.items()}
     for key, mh in hashes.items():
         lsh.insert(key, mh)
     groups: dict[str, list[str]] = {}
     for key, mh in hashes.items():
-        # LSH gives candidates; confirm with the estimate so the threshold means what it says.
-        peers = [o for o in lsh.query(mh) if o != key and mh.jaccard(hashes[o]) >= threshold]
+        # LSH gives candidates; confirm with the estimate (the share of equal hash values, as
+        # MinHash.jaccard, for all candidates at once) so the threshold means what it says.
+        candidates = [o for o in lsh.query(mh) if o != key]
+        if not candidates:
+            continue
+        shares = (np.stack([values[o] for o in candidates]) == values[key]).mean(axis=1)
+        peers = [o for o, share in zip(candidates, shares) if share >= threshold]
         if peers:
             groups[key] = sorted(peers)
     return groups

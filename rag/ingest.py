@@ -22,7 +22,7 @@ from rag import injection, sentence_store
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
 from rag.errors import EmbeddingFailed, InputRejected, RagError, StoreBusy, StoreDamaged
-from rag.keyword import KeywordIndex, ids_digest
+from rag.keyword import ChunkTokens, KeywordIndex, ids_digest
 from rag.manifest import Manifest
 from rag.text import is_valid_text
 
@@ -239,7 +239,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
     published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
-                                       stored.path_of)
+                                       stored.path_of, reuse=not rebuild)
     manifest.save()
     store.publish(ids_digest(published))
     # Now nothing outside the published set is needed: stale chunks, and any an interrupted run left behind.
@@ -578,7 +578,7 @@ def _embed_batch(embedder: Any, texts: list[str]) -> list[Any]:
 
 
 def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str],
-                           path_of: dict[str, str]) -> list[str]:
+                           path_of: dict[str, str], reuse: bool = True) -> list[str]:
     """Build the keyword index over the chunks of the manifest's documents (less `exclude`; `path_of`:
     each stored chunk's document) unless it is current; returns its ids, the chunk set being published.
     Chunks of no listed document (left by an interrupted run) are never published."""
@@ -589,9 +589,15 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
     ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
     if current is not None and current.current and current.digest == ids_digest(ids):
         return current.ids
-    wanted = set(ids)
-    all_ids, texts, metas = store.all_chunks(KeywordIndex.RECORD_FIELDS)
-    kept = [(i, t, m) for i, t, m in zip(all_ids, texts, metas) if i in wanted]
-    index = KeywordIndex.from_records([i for i, _, _ in kept], [t for _, t, _ in kept], [m for _, _, m in kept])
+    # The chunks the last index had keep their tokens and documents; only new ones are read and tokenized.
+    reuse = reuse and current is not None and current.current  # (`rag ingest --rebuild` tokenizes every chunk)
+    tokens = current.chunk_tokens(directory) if reuse else ChunkTokens()
+    source_of = dict(current.source_of) if reuse else {}
+    new = [i for i in ids if i not in tokens.arrays or i not in source_of]
+    records = store.get(new, KeywordIndex.RECORD_FIELDS) if new else {}
+    tokens.add(list(records), [text for text, _ in records.values()])
+    source_of.update({i: meta["source"] for i, (_, meta) in records.items()})
+    kept = [i for i in ids if i in tokens.arrays and i in source_of]  # (a chunk deleted meanwhile is left out)
+    index = KeywordIndex.from_tokens(kept, tokens, [source_of[i] for i in kept])
     index.save(directory)
     return index.ids

@@ -66,10 +66,11 @@ class KeywordIndex:
     sources: list[str] | None = None  # per chunk, the document it belongs to; None in a format-1 index
     _documents: Any = None  # BM25 over whole documents (chunk texts joined in reading order)
     document_names: list[str] = field(default_factory=list)
+    _tokens: "ChunkTokens | None" = field(default=None, repr=False)  # kept by a fresh build, for `save`
     id_set: frozenset[str] = field(init=False, repr=False)  # the published chunk ids, for filtering dense hits
     source_of: dict[str, str] = field(init=False, repr=False)
 
-    RECORD_FIELDS = ("source", "start")  # what `from_records` reads of each chunk's metadata
+    RECORD_FIELDS = ("source",)  # what `from_records` reads of each chunk's metadata
 
     def __post_init__(self) -> None:
         self.id_set = frozenset(self.ids)
@@ -81,24 +82,41 @@ class KeywordIndex:
         return self.sources is not None
 
     @classmethod
-    def build(cls, ids: Sequence[str], texts: Sequence[str], sources: Sequence[str],
-              starts: Sequence[int] | None = None) -> "KeywordIndex":
-        """Index chunks, and the documents they make up (`sources`; `starts` orders a document's chunks)."""
+    def build(cls, ids: Sequence[str], texts: Sequence[str], sources: Sequence[str]) -> "KeywordIndex":
+        """Index chunks, and the documents they make up (`sources`: each chunk's document)."""
+        tokens = ChunkTokens()
+        tokens.add(ids, texts)
+        return cls.from_tokens(ids, tokens, sources)
+
+    @classmethod
+    def from_tokens(cls, ids: Sequence[str], tokens: "ChunkTokens", sources: Sequence[str]) -> "KeywordIndex":
+        """Index chunks already tokenized (`tokens` holds each id's), and the documents they make up. A
+        document is scored as the bag of its chunks' words (BM25 takes no word order), so its tokens are
+        its chunks' joined, with no text read or tokenized again."""
+        import numpy as np
+
         bm25 = documents = None
-        whole: dict[str, list[tuple[int, str]]] = {}
-        for position, (text, source) in enumerate(zip(texts, sources)):
-            whole.setdefault(source, []).append((starts[position] if starts is not None else position, text))
+        whole: dict[str, list[str]] = {}
+        for chunk_id, source in zip(ids, sources):
+            whole.setdefault(source, []).append(chunk_id)
         names = sorted(whole)
         if ids:
-            bm25 = _bm25_over(list(texts))
-            documents = _bm25_over([" ".join(t for _, t in sorted(whole[n])) for n in names])
-        return cls(ids=list(ids), digest=ids_digest(ids), _bm25=bm25, sources=list(sources),
-                   _documents=documents, document_names=names)
+            bm25 = _bm25_of([tokens.arrays[i] for i in ids], tokens.vocab)
+            documents = _bm25_of([np.concatenate([tokens.arrays[i] for i in whole[n]]) for n in names], tokens.vocab)
+        return cls(ids=list(ids), digest=ids_digest(ids), _bm25=bm25, sources=list(sources), _documents=documents,
+                   document_names=names, _tokens=tokens)
 
     @classmethod
     def from_records(cls, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict]) -> "KeywordIndex":
-        """Built from chunk records as the store returns them (their metadata names `source` and `start`)."""
-        return cls.build(ids, texts, [m["source"] for m in metadatas], [int(m.get("start") or 0) for m in metadatas])
+        """Built from chunk records as the store returns them (their metadata names `source`)."""
+        return cls.build(ids, texts, [m["source"] for m in metadatas])
+
+    def chunk_tokens(self, directory: Path) -> "ChunkTokens":
+        """The tokens of this index's chunks as saved beside it (`directory`: where it was loaded from);
+        empty when they were not saved or cannot be read (derived data: the chunks are tokenized again)."""
+        if self._tokens is not None:
+            return self._tokens
+        return ChunkTokens.load(directory, self.ids)
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The n best chunks: (chunk id, BM25 score)."""
@@ -126,6 +144,8 @@ class KeywordIndex:
             self._bm25.save(str(tmp / "bm25"))
         if self._documents is not None:
             self._documents.save(str(tmp / "documents"))
+        if self._tokens is not None:
+            self._tokens.save(tmp, self.ids)
         (tmp / "ids.json").write_text(json.dumps({"format": FORMAT, "digest": self.digest, "ids": self.ids,
                                                   "sources": self.sources, "documents": self.document_names}))
         old = directory.with_name(directory.name + ".old")
@@ -175,11 +195,111 @@ def _unwrapped(index: Any) -> Any:
     return index
 
 
-def _bm25_over(texts: list[str]) -> Any:
+def _tokenizer_version() -> str:
+    """What made saved tokens: tokens from another bm25s or PyStemmer are not mixed with fresh ones."""
+    from importlib.metadata import version
+
+    return f"bm25s {version('bm25s')}, PyStemmer {version('PyStemmer')}, {_STEMMER_LANGUAGE}, stop words en"
+
+
+def _bm25_of(token_lists: Sequence[Any], vocab: Sequence[str]) -> Any:
+    """A bm25s index over documents given as token-id arrays into `vocab`, with only the words they use.
+
+    Why not `bm25s.BM25().index(...)`: it counts terms and document frequencies in Python loops, one
+    document at a time, ~11 s for the chunk and document indexes at 100k chunks (py-spy). The same
+    arithmetic (Lucene BM25, bm25s's defaults) runs here over whole arrays in ~2 s, into the score matrix
+    bm25s builds (compressed sparse columns: per word, its documents in order and their scores);
+    `tests/test_retrieval.py` holds it equal to bm25s's."""
+    import numpy as np
+
     bm25s = import_bm25s()
     index = bm25s.BM25()
-    index.index(bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False), show_progress=False)
+    assert (index.method, index.idf_method) == ("lucene", "lucene"), "the scores below are Lucene's BM25"
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    flat = np.concatenate(token_lists).astype(np.int64) if len(token_lists) else np.zeros(0, np.int64)
+    used = np.flatnonzero(np.bincount(flat, minlength=len(vocab)))
+    renumber = np.zeros(len(vocab), dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    n_docs, n_words = len(token_lists), len(used)
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    # Each (word, document) once with its count, sorted by word then document: the CSC order bm25s keeps.
+    pairs, tf = np.unique(renumber[flat] * max(n_docs, 1) + rows, return_counts=True)
+    cols, rows = np.divmod(pairs, max(n_docs, 1))
+    df = np.bincount(cols, minlength=n_words)
+    idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(index.dtype)
+    tfc = tf / (index.k1 * ((1 - index.b) + index.b * lengths[rows] / max(float(lengths.mean()), 1e-9)) + tf)
+    indptr = np.zeros(n_words + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    index.scores = {"data": (idf[cols] * tfc).astype(index.dtype), "indices": rows.astype(index.int_dtype),
+                    "indptr": indptr, "num_docs": n_docs}
+    index.vocab_dict = {vocab[u]: i for i, u in enumerate(used.tolist())}
+    index.vocab_dict.setdefault("", n_words)  # as `index()`: an empty token past the last word
+    index.nonoccurrence_array = None
+    index.unique_token_ids_set = set(index.vocab_dict.values())
     return index
+
+
+class ChunkTokens:
+    """Each chunk's BM25 tokens (lower-cased, stop words out, stemmed: `bm25s.tokenize` as queries get
+    them) as ids into one vocabulary. Saved beside the index, so the next ingest tokenizes only the chunks
+    new to it and reads nothing else of the collection: at 100k chunks, reading and tokenizing every
+    chunk again took ~27 s of each ingest, however little it added."""
+
+    FILES = ("tokens.npy", "token_offsets.npy", "token_vocab.json")
+
+    def __init__(self) -> None:
+        self.vocab: list[str] = []
+        self.arrays: dict[str, Any] = {}  # chunk id -> int32 token ids
+        self._number: dict[str, int] = {}
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        import numpy as np
+
+        if not ids:
+            return
+        bm25s = import_bm25s()
+        tokenized = bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
+        mine = np.zeros(len(tokenized.vocab), dtype=np.int32)
+        for word, local in tokenized.vocab.items():
+            mine[local] = self._number.setdefault(word, len(self._number))
+        self.vocab.extend(list(self._number)[len(self.vocab):])
+        for chunk_id, local_ids in zip(ids, tokenized.ids):
+            self.arrays[chunk_id] = mine[np.asarray(local_ids, dtype=np.int64)]
+
+    def save(self, directory: Path, ids: Sequence[str]) -> None:
+        import numpy as np
+
+        arrays = [self.arrays[i] for i in ids]
+        offsets = np.cumsum([0, *map(len, arrays)]).astype(np.int64)
+        flat = np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
+        used = np.flatnonzero(np.bincount(flat, minlength=len(self.vocab)))  # only these chunks' words: the
+        # vocabulary does not grow with deletions
+        renumber = np.zeros(len(self.vocab), dtype=np.int64)
+        renumber[used] = np.arange(len(used))
+        np.save(directory / self.FILES[0], renumber[flat].astype(np.int32))
+        np.save(directory / self.FILES[1], offsets)
+        (directory / self.FILES[2]).write_text(
+            json.dumps({"tokenizer": _tokenizer_version(), "vocab": [self.vocab[u] for u in used.tolist()]}),
+            encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, ids: Sequence[str]) -> "ChunkTokens":
+        import numpy as np
+
+        tokens = cls()
+        try:
+            flat = np.load(directory / cls.FILES[0])
+            offsets = np.load(directory / cls.FILES[1])
+            saved = json.loads((directory / cls.FILES[2]).read_text(encoding="utf-8"))
+            vocab = saved["vocab"] if saved.get("tokenizer") == _tokenizer_version() else None
+            if not isinstance(vocab, list) or len(offsets) != len(ids) + 1 or offsets[-1] != len(flat) or (len(flat) and flat.max() >= len(vocab)):
+                return cls()
+        except (OSError, ValueError, KeyError, AttributeError):
+            return cls()
+        tokens.vocab = list(vocab)
+        tokens._number = {word: n for n, word in enumerate(tokens.vocab)}
+        tokens.arrays = {i: flat[offsets[n]:offsets[n + 1]] for n, i in enumerate(ids)}
+        return tokens
 
 
 def _top(index: Any, tokens: Any, n: int, names: list[str]) -> list[tuple[str, float]]:

@@ -335,3 +335,67 @@ def test_an_ingest_leaves_a_search_view_that_says_what_its_manifest_says(seeded)
     view = Manifest.search_view(data_dir)
     assert (data_dir / SEARCH_VIEW).exists() and view.duplicates  # the seeds hold two versions of one report
     assert view == SearchView.of(Manifest.read(data_dir).documents.values())
+
+
+def test_keyword_index_reads_and_tokenizes_only_new_chunks_and_equals_a_fresh_build(settings, corpus, monkeypatch):
+    """The keyword index keeps its chunks' tokens beside it: an ingest that adds a document reads and
+    tokenizes only that document's chunks, and the result searches exactly as one built from scratch."""
+    import shutil
+
+    from rag.keyword import ChunkTokens, KeywordIndex
+    from vectorstore.chroma import ChunkStore
+
+    pipeline = Pipeline(settings)
+    first = pipeline.ingest([corpus])
+    shutil.copy(SEEDS / "003_0ea4331d0d193fdf.txt", corpus / "003_0ea4331d0d193fdf.txt")
+    read: list[list[str]] = []
+    tokenized: list[list[str]] = []
+    real_get, real_add = ChunkStore.get, ChunkTokens.add
+    monkeypatch.setattr(ChunkStore, "get", lambda self, ids, keys=None: read.append(list(ids)) or real_get(self, ids, keys))
+    monkeypatch.setattr(ChunkStore, "all_chunks", lambda *a, **k: pytest.fail("the whole collection was read"))
+    monkeypatch.setattr(ChunkTokens, "add", lambda self, ids, texts: tokenized.append(list(ids)) or real_add(self, ids, texts))
+    added = pipeline.ingest([corpus])
+    assert added.added == 1 and added.chunks == first.chunks + added.embedded_chunks
+    store = pipeline.searcher.store
+    new_ids = {i for i, (_, meta) in real_get(store, store.all_ids(), ["source"]).items()
+               if meta["source"].endswith("003_0ea4331d0d193fdf.txt")}
+    assert [set(r) for r in read] == [new_ids] and [set(t) for t in tokenized] == [new_ids]
+
+    (corpus / "002_f2e8e39dc4325990.txt").unlink()  # and a removal: nothing read, nothing tokenized
+    read.clear()
+    tokenized.clear()
+    assert pipeline.ingest([corpus]).removed == 1
+    assert read == [] and tokenized in ([], [[]])
+
+    monkeypatch.undo()
+    saved = KeywordIndex.load(settings.data_dir / "keyword")
+    fresh = KeywordIndex.from_records(*pipeline.searcher.store.all_chunks(KeywordIndex.RECORD_FIELDS))
+    assert saved.ids == fresh.ids and saved.source_of == fresh.source_of
+    for query in ("Budapest summit cancelled", "oil sanctions Rosneft Lukoil", "Trump Putin phone call"):
+        got, want = saved.search_both(query, 10, 10), fresh.search_both(query, 10, 10)
+        for mine, theirs in zip(got, want):
+            assert [i for i, _ in mine] == [i for i, _ in theirs]
+            assert [s for _, s in mine] == pytest.approx([s for _, s in theirs], rel=1e-5)
+
+
+def test_lost_or_stale_keyword_tokens_are_made_again_from_the_store(settings, corpus):
+    import json
+    import shutil
+
+    from rag.keyword import ChunkTokens, KeywordIndex
+
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    directory = settings.data_dir / "keyword"
+    want = KeywordIndex.load(directory).search_both("Budapest summit", 5, 5)
+    vocab = json.loads((directory / "token_vocab.json").read_text())
+    (directory / "token_vocab.json").write_text(json.dumps({**vocab, "tokenizer": "another bm25s"}))
+    assert ChunkTokens.load(directory, KeywordIndex.load(directory).ids).arrays == {}  # not mixed with fresh ones
+    (directory / "tokens.npy").write_bytes(b"garbage")
+    shutil.copy(SEEDS / "003_0ea4331d0d193fdf.txt", corpus / "003_0ea4331d0d193fdf.txt")
+    pipeline.ingest([corpus])
+    (corpus / "003_0ea4331d0d193fdf.txt").unlink()
+    pipeline.ingest([corpus])
+    again = KeywordIndex.load(directory)
+    assert again.search_both("Budapest summit", 5, 5) == want
+    assert set(ChunkTokens.load(directory, again.ids).arrays) == set(again.ids)

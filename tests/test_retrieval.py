@@ -104,7 +104,7 @@ def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
 
 
 def test_keyword_index_round_trip_keeps_documents(tmp_path):
-    index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"], [0, 0])
+    index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"])
     index.save(tmp_path / "keyword")
     loaded = KeywordIndex.load(tmp_path / "keyword")
     assert loaded.current and loaded.source_of == {"x": "one", "y": "two"}
@@ -148,3 +148,40 @@ def test_bm25s_skips_scipy_and_tqdm_only_in_a_single_threaded_process(threads, l
             "print('scipy' in sys.modules, 'tqdm' in sys.modules)\nimport scipy.sparse, tqdm\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == loaded  # and scipy and tqdm still import afterwards
+
+
+def test_keyword_scores_equal_bm25s_own_index():
+    """The keyword index computes bm25s's score matrix with array arithmetic (rag.keyword._bm25_of): it
+    must be the matrix bm25s's own `index()` builds from the same tokens, to the float."""
+    import numpy as np
+
+    import Stemmer
+    from conftest import SEEDS
+
+    from rag.keyword import ChunkTokens, _bm25_of, import_bm25s
+
+    texts = [line for line in (SEEDS / "004_936fb12f57722203.txt").read_text().split("\n") if line.strip()]
+    texts += ["", "the and of", "Sanctions sanctions SANCTIONS on oil", "oil"]  # empty, stop words only, repeats
+    tokens = ChunkTokens()
+    tokens.add([str(i) for i in range(len(texts))], texts)
+    mine = _bm25_of([tokens.arrays[str(i)] for i in range(len(texts))], tokens.vocab)
+    bm25s = import_bm25s()
+    theirs = bm25s.BM25()
+    theirs.index(bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                                show_progress=False), show_progress=False)
+    assert set(mine.vocab_dict) == set(theirs.vocab_dict)
+    for word in theirs.vocab_dict:  # same documents and scores under each word (ids may be numbered apart)
+        if word == "":
+            continue
+        a, b = mine.vocab_dict[word], theirs.vocab_dict[word]
+        got = mine.scores["indices"][mine.scores["indptr"][a]:mine.scores["indptr"][a + 1]]
+        want = theirs.scores["indices"][theirs.scores["indptr"][b]:theirs.scores["indptr"][b + 1]]
+        assert got.tolist() == want.tolist()
+        assert np.allclose(mine.scores["data"][mine.scores["indptr"][a]:mine.scores["indptr"][a + 1]],
+                           theirs.scores["data"][theirs.scores["indptr"][b]:theirs.scores["indptr"][b + 1]],
+                           rtol=1e-6, atol=0)
+    for query in ("oil sanctions", "Rosneft Lukoil", "Trump"):
+        q = bm25s.tokenize([query], stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
+        d1, s1 = mine.retrieve(q, k=5, show_progress=False)
+        d2, s2 = theirs.retrieve(q, k=5, show_progress=False)
+        assert d1.tolist() == d2.tolist() and np.allclose(s1, s2, rtol=1e-6)

@@ -123,11 +123,14 @@ class ChunkStore:
             self.collection.delete(ids=ids[start : start + PAGE])
 
     @_guarded
-    def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
+    def get(self, ids: Sequence[str], keys: Sequence[str] | None = None) -> dict[str, tuple[str, dict]]:
+        """id -> (text, metadata) of the chunks found (only the metadata fields named in `keys`, when given)."""
         found: dict[str, tuple[str, dict]] = {}
         ids = list(ids)
+        trim = _only(keys) if keys is not None else None
         for start in range(0, len(ids), PAGE):
             got = self.collection.get(ids=ids[start : start + PAGE], include=["documents", "metadatas"])
+            got = trim(got) if trim else got
             found.update({i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])})
         return found
 
