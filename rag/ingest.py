@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rag import injection, sentence_store
 from rag.config import Settings
-from rag.documents import SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups
+from rag.documents import (SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups,
+                           regroup_near_duplicates)
 from rag.errors import EmbeddingFailed, InputRejected, RagError, StoreBusy, StoreDamaged
 from rag.keyword import ChunkTokens, KeywordIndex, ids_digest
 from rag.manifest import Manifest
@@ -34,6 +35,9 @@ FIRST_BATCH = 64
 METADATA_BATCH = 512
 # Vectors kept for reuse within one ingest run (EmbeddingCache): a bound on its memory, ~160 MB.
 EMBED_CACHE = 100_000
+# Up to this share of documents added, changed or removed, near-duplicate groups are updated rather than
+# made again: ~10 ms per changed document against ~8 s for all 35k (measured), so about where they cross.
+REGROUP_SHARE = 0.02
 
 
 @dataclass
@@ -191,14 +195,15 @@ def remove(sources: Sequence[str], settings: Settings) -> int:
         if unknown:
             raise InputRejected(f"not an indexed document: {', '.join(sorted(unknown))}")
         store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
-        stored = StoredChunks.read(store)
+        sentence_format = sentence_store.FORMAT
+        stored = StoredChunks.read(store, sentence_format, _published_keyword_index(settings), _key_of_source(manifest))
         stale = set().union(*(stored.ids_of(key) for key in keys))
         for key in keys:
             del manifest.documents[key]
         for entry in manifest.documents.values():
             entry["duplicates"] = [s for s in entry.get("duplicates", []) if s not in set(sources)]
         published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
-                                           stored.path_of)
+                                           stored.path_of, None if stored.lacking_sentence_vectors else sentence_format)
         manifest.save()
         store.publish(ids_digest(published))
         store.delete(stale)
@@ -225,8 +230,10 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
-    stored = StoredChunks.read(store)
-    found_before = {key: entry.get("duplicates", []) for key, entry in manifest.documents.items()}
+    sentence_format = sentence_store.FORMAT
+    stored = StoredChunks.read(store, sentence_format, _published_keyword_index(settings), _key_of_source(manifest))
+    before = {key: (entry["source"], entry["signature"], entry.get("duplicates", []))
+              for key, entry in manifest.documents.items()}
     keyed = [(str(Path(d.source).resolve()), d) for d in docs]  # the manifest's key: the absolute path
     _remove_deleted(manifest, stored, roots, {key for key, _ in keyed}, report, stale)
     plan = _plan(keyed, manifest, store, stored, settings, report, stale, reembed=rebuild)
@@ -235,11 +242,11 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     report.sentence_vectors_added = _add_missing_sentence_vectors(store, sorted(stored.lacking_sentence_vectors),
                                                                   lambda: get_embedder(settings))
 
-    _group_near_duplicates(manifest, settings.dup_threshold, found_before)
+    _group_near_duplicates(manifest, settings.dup_threshold, before)
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
     published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
-                                       stored.path_of, reuse=not rebuild)
+                                       stored.path_of, sentence_format, reuse=not rebuild)
     manifest.save()
     store.publish(ids_digest(published))
     # Now nothing outside the published set is needed: stale chunks, and any an interrupted run left behind.
@@ -250,24 +257,53 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     return report
 
 
-def _group_near_duplicates(manifest: Manifest, threshold: float, found_before: dict[str, list[str]]) -> None:
-    """Each document's near-duplicates (by source), unless the documents' sources and signatures and the
-    threshold are those they were last grouped with: then the lists found before stand (grouping 34k
-    documents takes ~10 s, most of a re-ingest that changed nothing)."""
-    import json
+def _published_keyword_index(settings: Settings) -> KeywordIndex | None:
+    try:
+        return KeywordIndex.load(settings.data_dir / "keyword")
+    except StoreDamaged:
+        return None  # derived data, built again by the ingest
 
+
+def _key_of_source(manifest: Manifest) -> dict[str, str]:
+    """Each source's document key, for the sources only one document has."""
+    count = Counter(entry["source"] for entry in manifest.documents.values())
+    return {entry["source"]: key for key, entry in manifest.documents.items() if count[entry["source"]] == 1}
+
+
+def _group_near_duplicates(manifest: Manifest, threshold: float,
+                           before: dict[str, tuple[str, str, list[str]]]) -> None:
+    """Each document's near-duplicates (by source). `before`: each document's (source, signature,
+    near-duplicates) when the ingest started. When those were grouped with this threshold (the
+    manifest's `duplicates_key` says so), the groups found then are kept and only the documents added,
+    changed or removed since are compared with the rest (rag.documents.regroup_near_duplicates): grouping
+    35k documents again took ~13 s of every ingest into a large index, however little it changed."""
     entries = manifest.documents
-    key = hashlib.sha256(json.dumps([threshold, sorted((k, e["source"], e["signature"]) for k, e in entries.items())])
-                         .encode()).hexdigest()
-    if key == manifest.duplicates_key and set(found_before) == set(entries):
-        for k, entry in entries.items():
-            entry["duplicates"] = found_before[k]
-        return
+    key = _grouping_key(threshold, ((k, e["source"], e["signature"]) for k, e in entries.items()))
+    previous_key = _grouping_key(threshold, ((k, source, signature) for k, (source, signature, _) in before.items()))
     signatures = {k: entry["signature"] for k, entry in entries.items()}
-    groups = near_duplicate_groups(signatures, threshold) if signatures else {}
+    sources = {source: k for k, (source, _, _) in before.items()}
+    if manifest.duplicates_key == previous_key and len(sources) == len(before):
+        changed = {k for k, e in entries.items() if before.get(k, (None, None))[:2] != (e["source"], e["signature"])}
+        changed |= set(before) - set(entries)
+        if not changed:
+            groups = {k: [sources[s] for s in before[k][2]] for k in entries}
+        elif len(changed) <= REGROUP_SHARE * len(entries):
+            groups = regroup_near_duplicates(signatures, threshold, {k: [sources[s] for s in found if s in sources]
+                                                                     for k, (_, _, found) in before.items()}, changed)
+        else:
+            groups = near_duplicate_groups(signatures, threshold)
+    else:
+        groups = near_duplicate_groups(signatures, threshold) if signatures else {}
     for k, entry in entries.items():
         entry["duplicates"] = [entries[o]["source"] for o in groups.get(k, [])]
     manifest.duplicates_key = key
+
+
+def _grouping_key(threshold: float, documents: Iterable[tuple[str, str, str]]) -> str:
+    """What near-duplicate groups depend on: the threshold and each document's (key, source, signature)."""
+    import json
+
+    return hashlib.sha256(json.dumps([threshold, sorted(documents)]).encode()).hexdigest()
 
 
 def _rebuilds_in_place(settings: Settings) -> bool:
@@ -301,11 +337,35 @@ class StoredChunks:
         self._by_path: dict[str, set[str]] = {}
 
     @classmethod
-    def read(cls, store: Any) -> "StoredChunks":
+    def read(cls, store: Any, sentence_format: str, published: KeywordIndex | None = None,
+             key_of_source: dict[str, str] | None = None) -> "StoredChunks":
+        """`sentence_format`: the sentence vectors this ingest writes (chunks with none or others lack
+        them). The chunks of the `published` keyword index, when it is the store's published one and its
+        chunks all carry that format, take their document from it (`key_of_source`: the manifest's
+        document key of each source): only their ids are read, ~2 s at 100k chunks against ~9 s for
+        every chunk's metadata. Any other chunk (left by an interrupted run, say) is read whole."""
         stored = cls()
-        if store.count():  # a first ingest has nothing to read
-            for chunk_id, fields in store.all_fields(("path", sentence_store.FORMAT_KEY)):
-                stored.add(chunk_id, fields["path"] or "", fields[sentence_store.FORMAT_KEY] == sentence_store.FORMAT)
+        if not store.count():  # a first ingest has nothing to read
+            return stored
+        ids = store.all_ids()
+        known: dict[str, str] = {}
+        if (published is not None and key_of_source and published.sentence_format == sentence_format
+                and published.digest == store.publication()[0]):
+            for chunk_id in ids:
+                key = key_of_source.get(published.source_of.get(chunk_id, ""))
+                if key is not None:
+                    known[chunk_id] = key
+        for chunk_id, key in known.items():
+            stored.add(chunk_id, key)
+        rest = [i for i in ids if i not in known]
+        wanted = ("path", sentence_store.FORMAT_KEY)
+        if len(rest) > len(ids) // 2:
+            fields = store.all_fields(wanted)
+        else:
+            fields = [(i, meta) for i, (_, meta) in (store.get(rest, wanted) if rest else {}).items()]
+        for chunk_id, meta in fields:
+            if chunk_id not in known:
+                stored.add(chunk_id, meta["path"] or "", meta[sentence_store.FORMAT_KEY] == sentence_format)
         return stored
 
     def add(self, chunk_id: str, path: str, has_sentence_vectors: bool = True) -> None:
@@ -578,16 +638,18 @@ def _embed_batch(embedder: Any, texts: list[str]) -> list[Any]:
 
 
 def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str],
-                           path_of: dict[str, str], reuse: bool = True) -> list[str]:
+                           path_of: dict[str, str], sentence_format: str | None, reuse: bool = True) -> list[str]:
     """Build the keyword index over the chunks of the manifest's documents (less `exclude`; `path_of`:
     each stored chunk's document) unless it is current; returns its ids, the chunk set being published.
-    Chunks of no listed document (left by an interrupted run) are never published."""
+    Chunks of no listed document (left by an interrupted run) are never published. `sentence_format`:
+    the sentence vectors all of them carry, recorded with the index (None: not known)."""
     try:
         current = KeywordIndex.load(directory)
     except StoreDamaged:
         current = None  # derived data: built again below
     ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
-    if current is not None and current.current and current.digest == ids_digest(ids):
+    if (current is not None and current.current and current.digest == ids_digest(ids)
+            and current.sentence_format == sentence_format):
         return current.ids
     # The chunks the last index had keep their tokens and documents; only new ones are read and tokenized.
     reuse = reuse and current is not None and current.current  # (`rag ingest --rebuild` tokenizes every chunk)
@@ -599,5 +661,6 @@ def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], docum
     source_of.update({i: meta["source"] for i, (_, meta) in records.items()})
     kept = [i for i in ids if i in tokens.arrays and i in source_of]  # (a chunk deleted meanwhile is left out)
     index = KeywordIndex.from_tokens(kept, tokens, [source_of[i] for i in kept])
+    index.sentence_format = sentence_format
     index.save(directory)
     return index.ids

@@ -67,6 +67,9 @@ class KeywordIndex:
     _documents: Any = None  # BM25 over whole documents (chunk texts joined in reading order)
     document_names: list[str] = field(default_factory=list)
     _tokens: "ChunkTokens | None" = field(default=None, repr=False)  # kept by a fresh build, for `save`
+    # The sentence vectors every indexed chunk carries (rag.sentence_store), when an ingest saw to it:
+    # the next ingest then need not read each chunk's metadata to find out.
+    sentence_format: str | None = None
     id_set: frozenset[str] = field(init=False, repr=False)  # the published chunk ids, for filtering dense hits
     source_of: dict[str, str] = field(init=False, repr=False)
 
@@ -147,7 +150,8 @@ class KeywordIndex:
         if self._tokens is not None:
             self._tokens.save(tmp, self.ids)
         (tmp / "ids.json").write_text(json.dumps({"format": FORMAT, "digest": self.digest, "ids": self.ids,
-                                                  "sources": self.sources, "documents": self.document_names}))
+                                                  "sources": self.sources, "documents": self.document_names,
+                                                  "sentence_format": self.sentence_format}))
         old = directory.with_name(directory.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
@@ -182,7 +186,7 @@ class KeywordIndex:
         if digest != ids_digest(ids) or (sources is not None and len(sources) != len(ids)):
             raise StoreDamaged("the keyword index does not match its own ids")
         return cls(ids=ids, digest=digest, _bm25=_unwrapped(bm25), sources=sources, _documents=_unwrapped(documents),
-                   document_names=names)
+                   document_names=names, sentence_format=meta.get("sentence_format"))
 
 
 def _unwrapped(index: Any) -> Any:

@@ -145,3 +145,37 @@ def test_signatures_are_compact_and_old_list_signatures_still_group():
     as_list = np.frombuffer(base64.b64decode(b), dtype="<u4").astype(int).tolist()
     groups = near_duplicate_groups({"a": a, "b": as_list, "c": c}, Settings().dup_threshold)
     assert groups.get("a") == ["b"] and groups.get("b") == ["a"] and not groups.get("c")
+
+
+def test_regrouping_the_changed_documents_gives_what_grouping_all_of_them_gives():
+    """Near-duplicate groups updated for the documents added, edited or removed equal the groups made
+    from scratch (same LSH candidates, same estimate), over random changes to a corpus of variants."""
+    import random
+
+    from conftest import SEEDS
+
+    from rag.documents import minhash_signature, near_duplicate_groups, regroup_near_duplicates
+
+    sentences = [s for p in sorted(SEEDS.glob("*.txt")) for s in p.read_text().split(". ") if len(s) > 40]
+    rng = random.Random(5)
+
+    def variant() -> str:  # a few base "reports", each rewritten by dropping and reordering sentences
+        base = rng.randrange(6)
+        chosen = sentences[base * 12:(base + 1) * 12]
+        kept = [s for s in chosen if rng.random() > 0.25]
+        return ". ".join(kept if rng.random() > 0.5 else kept[::-1])
+
+    signatures = {f"doc{i}": minhash_signature(variant()) for i in range(60)}
+    groups = near_duplicate_groups(signatures, 0.2)
+    assert sum(map(len, groups.values())) > 20  # the corpus does have near-duplicates to keep track of
+    for _ in range(5):
+        changed = set(rng.sample(sorted(signatures), 4))
+        for key in changed:
+            if rng.random() < 0.3:
+                del signatures[key]  # removed
+            else:
+                signatures[key] = minhash_signature(variant())  # edited
+        added = {f"new{rng.randrange(10**6)}" for _ in range(3)}
+        signatures.update({key: minhash_signature(variant()) for key in added})
+        groups = regroup_near_duplicates(signatures, 0.2, groups, changed | added)
+        assert groups == near_duplicate_groups(signatures, 0.2)

@@ -38,7 +38,7 @@ def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings,
     import rag.ingest
     from vectorstore.chroma import ChunkStore
 
-    calls: dict[str, int] = {"chunk_document": 0, "all_fields": 0, "ids_for_path": 0}
+    calls: dict[str, int] = {"chunk_document": 0, "all_fields": 0, "all_ids": 0, "ids_for_path": 0}
 
     def counted(name, real):
         def call(*args, **kwargs):
@@ -48,6 +48,7 @@ def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings,
 
     monkeypatch.setattr(rag.ingest, "chunk_document", counted("chunk_document", rag.ingest.chunk_document))
     monkeypatch.setattr(ChunkStore, "all_fields", counted("all_fields", ChunkStore.all_fields))
+    monkeypatch.setattr(ChunkStore, "all_ids", counted("all_ids", ChunkStore.all_ids))
     monkeypatch.setattr(ChunkStore, "ids_for_path", counted("ids_for_path", ChunkStore.ids_for_path))
     pipeline = Pipeline(settings)
     first = pipeline.ingest([corpus])
@@ -58,8 +59,9 @@ def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings,
     again = pipeline.ingest([corpus])
     assert (again.embedded_chunks, again.unchanged, again.added, again.updated) == (0, 2, 0, 0)
     assert again.chunks == first.chunks
-    # Unchanged documents are not chunked again, and the collection is read in one scan, not per document.
-    assert calls == {"chunk_document": 0, "all_fields": 1, "ids_for_path": 0}
+    # Unchanged documents are not chunked again, and the collection is read in one scan of its ids, not per
+    # document: the published keyword index says which document each chunk is of.
+    assert calls == {"chunk_document": 0, "all_fields": 0, "all_ids": 1, "ids_for_path": 0}
 
     article = corpus / "004_936fb12f57722203.txt"
     article.write_text(article.read_text() + "\n\nA late paragraph says the envoys met in Vienna on Friday.\n")
@@ -399,3 +401,30 @@ def test_lost_or_stale_keyword_tokens_are_made_again_from_the_store(settings, co
     again = KeywordIndex.load(directory)
     assert again.search_both("Budapest summit", 5, 5) == want
     assert set(ChunkTokens.load(directory, again.ids).arrays) == set(again.ids)
+
+
+def test_an_ingest_that_adds_a_document_regroups_only_it(settings, monkeypatch):
+    """Near-duplicate groups of a large index are updated for the documents an ingest changes, not made
+    again for all; the result is what grouping them all gives."""
+    import shutil
+
+    import rag.ingest
+
+    corpus = settings.corpus_dir
+    corpus.mkdir(parents=True)
+    for name in ("000_c7ab87e678e88968.txt", "002_f2e8e39dc4325990.txt", "003_0ea4331d0d193fdf.txt",
+                 "004_936fb12f57722203.txt"):
+        shutil.copy(SEEDS / name, corpus / name)
+    monkeypatch.setattr(rag.ingest, "REGROUP_SHARE", 1.0)  # (a corpus of five: any change is a large share)
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    assert not any(r["duplicates"] for r in pipeline.sources())
+    monkeypatch.setattr(rag.ingest, "near_duplicate_groups", lambda *a: pytest.fail("every document grouped again"))
+    shutil.copy(SEEDS / "001_9a746d18b83cd2b7.txt", corpus / "001_9a746d18b83cd2b7.txt")  # 000's other version
+    pipeline.ingest([corpus])
+    found = {Path(r["source"]).name: [Path(d).name for d in r["duplicates"]] for r in pipeline.sources()}
+    assert found["001_9a746d18b83cd2b7.txt"] == ["000_c7ab87e678e88968.txt"]
+    assert found["000_c7ab87e678e88968.txt"] == ["001_9a746d18b83cd2b7.txt"]
+    (corpus / "000_c7ab87e678e88968.txt").unlink()
+    pipeline.ingest([corpus])
+    assert not any(r["duplicates"] for r in pipeline.sources())

@@ -147,7 +147,7 @@ CRASHING_STORE = """
 import ctypes, vectorstore.chroma
 # A FAKE native crash: the probe's garbled HNSW file segfaulted Chroma, which this small index does not
 # reproduce (Chroma rebuilds it from its log), so the query itself dereferences NULL.
-vectorstore.chroma.ChunkStore.query = lambda *args, **kwargs: ctypes.string_at(0)
+vectorstore.chroma.ChunkStore.query_many = lambda *args, **kwargs: ctypes.string_at(0)
 import rag.cli
 rag.cli.entry()
 """
