@@ -236,7 +236,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
               for key, entry in manifest.documents.items()}
     keyed = [(str(Path(d.source).resolve()), d) for d in docs]  # the manifest's key: the absolute path
     _remove_deleted(manifest, stored, roots, {key for key, _ in keyed}, report, stale)
-    plan = _plan(keyed, manifest, store, stored, settings, report, stale, reembed=rebuild)
+    as_is: set[str] = set()
+    plan = _plan(keyed, manifest, store, stored, settings, report, stale, reembed=rebuild, as_is=as_is)
     report.embedded_chunks = _embed_and_store(plan, len(docs), store, stored, lambda: get_embedder(settings),
                                               settings, progress)
     report.sentence_vectors_added = _add_missing_sentence_vectors(store, sorted(stored.lacking_sentence_vectors),
@@ -247,8 +248,12 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
 
     published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
                                        stored.path_of, sentence_format, reuse=not rebuild)
-    manifest.save()
-    store.publish(ids_digest(published))
+    unchanged = (len(as_is) == len(keyed) and not stale and not report.sentence_vectors_added
+                 and before == {k: (e["source"], e["signature"], e["duplicates"]) for k, e in manifest.documents.items()})
+    if not (unchanged and store.publication()[0] == ids_digest(published)):
+        # (An ingest that changed nothing rewrites nothing, and servers have no new index to reload.)
+        manifest.save()
+        store.publish(ids_digest(published))
     # Now nothing outside the published set is needed: stale chunks, and any an interrupted run left behind.
     store.delete(set(stored.path_of) - set(published))
     report.documents = len(manifest.documents)
@@ -383,11 +388,12 @@ class StoredChunks:
 
 def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stored: StoredChunks,
           settings: Settings, report: IngestReport, stale: set[str], reembed: bool = False,
-          ) -> Iterator[tuple[str, Document, list[Chunk]]]:
+          as_is: set[str] | None = None) -> Iterator[tuple[str, Document, list[Chunk]]]:
     """Per document (with its key, the absolute path): note chunks that went (in `stale`), refresh the
     metadata of those that stay, yield the new ones (lazily: documents are chunked while the model embeds
     the ones before). A document whose cleaned text, description, chunker and scan rules are those of
-    the last ingest, with all its chunks stored, is not chunked again: it yields nothing."""
+    the last ingest, with all its chunks stored, is not chunked again: it yields nothing (and its key is
+    added to `as_is`)."""
     described: dict[str, dict[str, Any]] = {}  # kept chunks' new metadata, written METADATA_BATCH at a time
 
     def write_described() -> None:
@@ -401,6 +407,8 @@ def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stor
         present = stored.ids_of(key)
         if not reembed and _indexed_as_is(doc, previous, present, settings):
             report.unchanged += 1
+            if as_is is not None:
+                as_is.add(key)
             _save_text(settings.data_dir, doc)  # (a cheap check: it is there unless someone deleted it)
             yield key, doc, []
             continue

@@ -428,3 +428,21 @@ def test_an_ingest_that_adds_a_document_regroups_only_it(settings, monkeypatch):
     (corpus / "000_c7ab87e678e88968.txt").unlink()
     pipeline.ingest([corpus])
     assert not any(r["duplicates"] for r in pipeline.sources())
+
+
+def test_an_ingest_that_changes_nothing_rewrites_and_publishes_nothing_unless_a_publish_was_lost(settings, corpus):
+    """Servers reload when an ingest publishes: one that changed nothing leaves the manifest and the
+    publication as they were. If the last run stopped before it published, the next one still does."""
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    store = pipeline.searcher.store
+    manifest = settings.data_dir / "manifest.json"
+    published, generation = store.publication()
+    written = manifest.stat().st_mtime_ns
+    again = pipeline.ingest([corpus])
+    assert again.unchanged == 2 and store.publication() == (published, generation)
+    assert manifest.stat().st_mtime_ns == written
+
+    store.publish("a digest from a run that stopped halfway")  # as if the last publish never happened
+    pipeline.ingest([corpus])
+    assert store.publication()[0] == published and store.publication()[1] != generation
