@@ -206,6 +206,17 @@ def _tokenizer_version() -> str:
     return f"bm25s {version('bm25s')}, PyStemmer {version('PyStemmer')}, {_STEMMER_LANGUAGE}, stop words en"
 
 
+def _only_used(token_lists: Sequence[Any], vocabulary_size: int) -> tuple[Any, Any]:
+    """The token lists joined into one array, renumbered to the words they use, and those words' old ids."""
+    import numpy as np
+
+    flat = np.concatenate(token_lists).astype(np.int64) if len(token_lists) else np.zeros(0, np.int64)
+    used = np.flatnonzero(np.bincount(flat, minlength=vocabulary_size))
+    renumber = np.zeros(vocabulary_size, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    return renumber[flat], used
+
+
 def _bm25_of(token_lists: Sequence[Any], vocab: Sequence[str]) -> Any:
     """A bm25s index over documents given as token-id arrays into `vocab`, with only the words they use.
 
@@ -220,14 +231,11 @@ def _bm25_of(token_lists: Sequence[Any], vocab: Sequence[str]) -> Any:
     index = bm25s.BM25()
     assert (index.method, index.idf_method) == ("lucene", "lucene"), "the scores below are Lucene's BM25"
     lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-    flat = np.concatenate(token_lists).astype(np.int64) if len(token_lists) else np.zeros(0, np.int64)
-    used = np.flatnonzero(np.bincount(flat, minlength=len(vocab)))
-    renumber = np.zeros(len(vocab), dtype=np.int64)
-    renumber[used] = np.arange(len(used))
+    words, used = _only_used(token_lists, len(vocab))
     n_docs, n_words = len(token_lists), len(used)
     rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
     # Each (word, document) once with its count, sorted by word then document: the CSC order bm25s keeps.
-    pairs, tf = np.unique(renumber[flat] * max(n_docs, 1) + rows, return_counts=True)
+    pairs, tf = np.unique(words * max(n_docs, 1) + rows, return_counts=True)
     cols, rows = np.divmod(pairs, max(n_docs, 1))
     df = np.bincount(cols, minlength=n_words)
     idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(index.dtype)
@@ -263,10 +271,12 @@ class ChunkTokens:
             return
         bm25s = import_bm25s()
         tokenized = bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
-        mine = np.zeros(len(tokenized.vocab), dtype=np.int32)
+        mine = np.zeros(len(tokenized.vocab), dtype=np.int32)  # this call's word ids -> ours
         for word, local in tokenized.vocab.items():
-            mine[local] = self._number.setdefault(word, len(self._number))
-        self.vocab.extend(list(self._number)[len(self.vocab):])
+            if word not in self._number:
+                self._number[word] = len(self.vocab)
+                self.vocab.append(word)
+            mine[local] = self._number[word]
         for chunk_id, local_ids in zip(ids, tokenized.ids):
             self.arrays[chunk_id] = mine[np.asarray(local_ids, dtype=np.int64)]
 
@@ -275,12 +285,9 @@ class ChunkTokens:
 
         arrays = [self.arrays[i] for i in ids]
         offsets = np.cumsum([0, *map(len, arrays)]).astype(np.int64)
-        flat = np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
-        used = np.flatnonzero(np.bincount(flat, minlength=len(self.vocab)))  # only these chunks' words: the
-        # vocabulary does not grow with deletions
-        renumber = np.zeros(len(self.vocab), dtype=np.int64)
-        renumber[used] = np.arange(len(used))
-        np.save(directory / self.FILES[0], renumber[flat].astype(np.int32))
+        # Only these chunks' words are kept: the vocabulary does not grow with deletions.
+        renumbered, used = _only_used(arrays, len(self.vocab))
+        np.save(directory / self.FILES[0], renumbered.astype(np.int32))
         np.save(directory / self.FILES[1], offsets)
         (directory / self.FILES[2]).write_text(
             json.dumps({"tokenizer": _tokenizer_version(), "vocab": [self.vocab[u] for u in used.tolist()]}),
