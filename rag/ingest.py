@@ -196,13 +196,14 @@ def remove(sources: Sequence[str], settings: Settings) -> int:
             raise InputRejected(f"not an indexed document: {', '.join(sorted(unknown))}")
         store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
         sentence_format = sentence_store.FORMAT
-        stored = StoredChunks.read(store, sentence_format, _published_keyword_index(settings), _key_of_source(manifest))
+        current = _published_keyword_index(settings)
+        stored = StoredChunks.read(store, sentence_format, current, _key_of_source(manifest))
         stale = set().union(*(stored.ids_of(key) for key in keys))
         for key in keys:
             del manifest.documents[key]
         for entry in manifest.documents.values():
             entry["duplicates"] = [s for s in entry.get("duplicates", []) if s not in set(sources)]
-        published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
+        published = _refresh_keyword_index(store, settings.data_dir / "keyword", current, stale, set(manifest.documents),
                                            stored.path_of, None if stored.lacking_sentence_vectors else sentence_format)
         manifest.save()
         store.publish(ids_digest(published))
@@ -231,7 +232,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
     stale: set[str] = set()
     sentence_format = sentence_store.FORMAT
-    stored = StoredChunks.read(store, sentence_format, _published_keyword_index(settings), _key_of_source(manifest))
+    current = _published_keyword_index(settings)  # (read once: the plan and the refresh below both use it)
+    stored = StoredChunks.read(store, sentence_format, current, _key_of_source(manifest))
     before = {key: (entry["source"], entry["signature"], entry.get("duplicates", []))
               for key, entry in manifest.documents.items()}
     keyed = [(str(Path(d.source).resolve()), d) for d in docs]  # the manifest's key: the absolute path
@@ -246,7 +248,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     _group_near_duplicates(manifest, settings.dup_threshold, before)
     report.duplicates = {e["source"]: e["duplicates"] for e in manifest.documents.values() if e["duplicates"]}
 
-    published = _refresh_keyword_index(store, settings.data_dir / "keyword", stale, set(manifest.documents),
+    published = _refresh_keyword_index(store, settings.data_dir / "keyword", current, stale, set(manifest.documents),
                                        stored.path_of, sentence_format, reuse=not rebuild)
     unchanged = (len(as_is) == len(keyed) and not stale and not report.sentence_vectors_added
                  and before == {k: (e["source"], e["signature"], e["duplicates"]) for k, e in manifest.documents.items()})
@@ -645,16 +647,14 @@ def _embed_batch(embedder: Any, texts: list[str]) -> list[Any]:
                               "and the next `rag ingest` embeds only what is missing") from exc
 
 
-def _refresh_keyword_index(store: Any, directory: Path, exclude: set[str], documents: set[str],
-                           path_of: dict[str, str], sentence_format: str | None, reuse: bool = True) -> list[str]:
+def _refresh_keyword_index(store: Any, directory: Path, current: KeywordIndex | None, exclude: set[str],
+                           documents: set[str], path_of: dict[str, str], sentence_format: str | None,
+                           reuse: bool = True) -> list[str]:
     """Build the keyword index over the chunks of the manifest's documents (less `exclude`; `path_of`:
-    each stored chunk's document) unless it is current; returns its ids, the chunk set being published.
-    Chunks of no listed document (left by an interrupted run) are never published. `sentence_format`:
-    the sentence vectors all of them carry, recorded with the index (None: not known)."""
-    try:
-        current = KeywordIndex.load(directory)
-    except StoreDamaged:
-        current = None  # derived data: built again below
+    each stored chunk's document) unless `current`, the one saved in `directory` (None: none, or
+    damaged), already is it; returns its ids, the chunk set being published. Chunks of no listed
+    document (left by an interrupted run) are never published. `sentence_format`: the sentence vectors
+    all of them carry, recorded with the index (None: not known)."""
     ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
     if (current is not None and current.current and current.digest == ids_digest(ids)
             and current.sentence_format == sentence_format):
