@@ -1,6 +1,6 @@
 """The Streamlit chat: a thin shell over `rag.Pipeline`. Run with `make run`.
 
-Article and model text only ever reaches the page as escaped Markdown (rag.render) or st.text:
+Article and model text only ever reaches the page as escaped Markdown (rag.serving.render) or st.text:
 never as HTML, never as live Markdown.
 """
 
@@ -15,9 +15,9 @@ import streamlit as st
 
 from rag import Pipeline, RagError, Settings
 from rag.config import MODES
-from rag.conversations import Conversations, to_markdown
+from rag.serving.conversations import Conversations, to_markdown
 from rag.errors import ConversationsUnavailable, InputRejected
-from rag.render import (
+from rag.serving.render import (
     anchor_id,
     answer_markdown,
     escape_markdown,
@@ -27,7 +27,7 @@ from rag.render import (
     short_quote,
     source_entries,
 )
-from rag.uploads import is_upload, label
+from rag.ingestion.uploads import is_upload, label
 
 st.set_page_config(page_title="Ask the news, with citations", page_icon="📰")
 EXAMPLE = "Why was the Budapest summit cancelled?"
@@ -261,7 +261,7 @@ def chat_sidebar(chats: Conversations, chat: int | None) -> None:
 
 def suggest(pipeline: Pipeline) -> None:
     """An empty chat offers questions drawn from the index (its overview and article titles)."""
-    from rag.chat import suggested_questions
+    from rag.answer.chat import suggested_questions
 
     questions = suggested_questions(pipeline.sources())
     if questions:

@@ -14,9 +14,9 @@ from typing import Any
 _EXPORTS = {
     "ask": "rag.api", "retrieve": "rag.api", "ingest": "rag.api", "get_retriever": "rag.api",
     "get_pipeline": "rag.api", "sources": "rag.api", "Pipeline": "rag.pipeline", "Settings": "rag.config",
-    "Filters": "rag.filters", "GoldFileError": "rag.errors",
-    "Answer": "rag.answer.citations", "Citation": "rag.answer.citations", "Passage": "rag.search",
-    "HybridRetriever": "rag.retrieval", "HybridSearch": "rag.search", "IngestReport": "rag.ingest",
+    "Filters": "rag.retrieval.filters", "GoldFileError": "rag.errors",
+    "Answer": "rag.answer.citations", "Citation": "rag.answer.citations", "Passage": "rag.retrieval.search",
+    "HybridRetriever": "rag.retrieval.retriever", "HybridSearch": "rag.retrieval.search", "IngestReport": "rag.ingestion.incremental",
     "RagError": "rag.errors", "ConfigError": "rag.errors", "InputRejected": "rag.errors",
     "StoreUnavailable": "rag.errors", "StoreMismatch": "rag.errors", "StoreBusy": "rag.errors",
     "LLMUnavailable": "rag.errors", "LLMAuthError": "rag.errors", "EmbeddingFailed": "rag.errors",

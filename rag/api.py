@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rag.config import Settings
-from rag.filters import Filters
+from rag.retrieval.filters import Filters
 from rag.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from rag.answer.citations import Answer
-    from rag.ingest import IngestReport
-    from rag.retrieval import HybridRetriever
-    from rag.search import Passage
+    from rag.ingestion.incremental import IngestReport
+    from rag.retrieval.retriever import HybridRetriever
+    from rag.retrieval.search import Passage
 
 
 @lru_cache(maxsize=4)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from rag.config import MODES, PROJECT_DIR, Settings
 from rag.errors import InputRejected, RagError
-from rag.render import one_line, terminal_safe
+from rag.serving.render import one_line, terminal_safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.health import check_store
+    from rag.serving.health import check_store
 
     health = check_store(settings)
     print(health.message, file=sys.stdout if health.ok else sys.stderr)
@@ -365,14 +365,14 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
             print(f"eval gate failed: {failure}", file=sys.stderr)
         return 1
     if thresholds:
-        from rag.ingest import display_path
+        from rag.ingestion.incremental import display_path
 
         print(f"eval gate passed ({display_path(thresholds_path)})")
     return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.server import serve
+    from rag.serving.server import serve
 
     if not 1 <= args.workers <= 64:
         raise InputRejected(f"--workers must be between 1 and 64, got {args.workers}")
@@ -381,19 +381,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _mcp(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.mcp_server import run
+    from rag.serving.mcp_server import run
 
     run(settings)
     return 0
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.bench import run_answer_bench, run_bench
+    from rag.evaluation.bench import run_answer_bench, run_bench
 
     if args.answers:
         return run_answer_bench(settings, args.corpus, args.gold)
     if args.scale:
-        from rag.bench_scale import run_scale_bench
+        from rag.evaluation.bench_scale import run_scale_bench
 
         if min(args.scale) < 10 or args.queries < 1 or not 0 < args.raw_sample <= 1:
             raise InputRejected("--scale needs chunk counts of at least 10, --queries at least 1 and "

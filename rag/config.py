@@ -59,7 +59,7 @@ class Settings:
     embed_model: str = LOCAL_EMBED_MODEL
     embed_runtime: str = "onnx"  # how the local model runs: "onnx" (exported once, then no torch) or "torch"
     # How the local ONNX model embeds questions (passages are always float32): "int8" costs a third of the
-    # time with the same SciFact nDCG@10 (see rag.onnx_embedding.quantized_model); "float32" as passages.
+    # time with the same SciFact nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" as passages.
     query_precision: str = "int8"
     model_cache_dir: Path | None = None  # where the ONNX export is kept; default $XDG_CACHE_HOME/newsrag
     chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
@@ -87,7 +87,7 @@ class Settings:
     max_answer_words: int = 80
     max_question_chars: int = 2000
     # Off by default: it embeds every sentence at ingest (indexing takes about twice as long) and, at the
-    # operating point that flags no real prose, it adds little to the patterns (see rag.injection_fit).
+    # operating point that flags no real prose, it adds little to the patterns (see rag.ingestion.injection_fit).
     injection_classifier: bool = False
 
     def __post_init__(self) -> None:

@@ -9,8 +9,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rag.config import Settings
 from rag.errors import InputRejected, LLMUnavailable, RagError, StoreUnavailable
-from rag.filters import Filters
-from rag.manifest import Manifest
+from rag.retrieval.filters import Filters
+from rag.ingestion.manifest import Manifest
 from rag.text import require_text
 
 REFRESH_SECONDS = 2.0  # how often a long-lived pipeline checks whether another process published an index
@@ -42,7 +42,7 @@ class Pipeline:
     # ---- ingestion
     def ingest(self, paths: Sequence[Path] | None = None, *, rebuild: bool = False,
                progress: Callable[[int, int], None] | None = None):
-        from rag.ingest import ingest
+        from rag.ingestion.incremental import ingest
 
         report = ingest(paths, self.settings, rebuild=rebuild, progress=progress)
         self._searcher = None  # the next query sees the new index
@@ -73,7 +73,7 @@ class Pipeline:
     def add_upload(self, filename: str, data: bytes) -> tuple[Path, int]:
         """Save an uploaded article into the uploads folder and index it. Returns (its path, its own
         chunk count)."""
-        from rag.uploads import save_upload
+        from rag.ingestion.uploads import save_upload
 
         path, _ = save_upload(filename, data, self.settings)
         self.ingest([path])
@@ -82,8 +82,8 @@ class Pipeline:
     def remove(self, source: str) -> int:
         """Take a document out of the index (as `sources()` names it); an upload's file is deleted too,
         a corpus file stays (and comes back with the next full ingest). Returns the chunks removed."""
-        from rag.ingest import remove
-        from rag.uploads import is_upload
+        from rag.ingestion.incremental import remove
+        from rag.ingestion.uploads import is_upload
 
         removed = remove([source], self.settings)
         self._searcher = None
@@ -97,7 +97,7 @@ class Pipeline:
     # ---- retrieval
     @property
     def searcher(self):
-        """The hybrid search over the index currently published (`rag.search.HybridSearch`)."""
+        """The hybrid search over the index currently published (`rag.retrieval.search.HybridSearch`)."""
         if self._searcher is None:
             self._searcher, self._checked = self._open_searcher(), time.monotonic()
         elif time.monotonic() - self._checked > REFRESH_SECONDS:
@@ -123,7 +123,7 @@ class Pipeline:
 
     def as_retriever(self, k: int | None = None, filters: Filters | Mapping[str, Any] | None = None):
         """The search as a LlamaIndex `BaseRetriever` (imports LlamaIndex; the pipeline itself does not)."""
-        from rag.retrieval import HybridRetriever
+        from rag.retrieval.retriever import HybridRetriever
 
         return HybridRetriever(self, _check_k(k), Filters.parse(filters))
 
@@ -131,7 +131,7 @@ class Pipeline:
         """The local keyword index (`local`, as loaded), rebuilt from the collection when the store has
         published a chunk set this data dir lacks, but only once the collection holds exactly that set
         (never from the middle of another process's ingest)."""
-        from rag.keyword import KeywordIndex, ids_digest
+        from rag.retrieval.keyword import KeywordIndex, ids_digest
 
         directory = self.settings.data_dir / "keyword"
         if published is None or (local is not None and local.current and local.digest == published):
@@ -146,9 +146,9 @@ class Pipeline:
     def _open_searcher(self):
         from concurrent.futures import ThreadPoolExecutor
 
-        from rag.embeddings import batched, embedding_dimension, get_embedder
-        from rag.keyword import KeywordIndex, import_bm25s
-        from rag.search import HybridSearch
+        from rag.embedding.models import batched, embedding_dimension, get_embedder
+        from rag.retrieval.keyword import KeywordIndex, import_bm25s
+        from rag.retrieval.search import HybridSearch
         from vectorstore import open_store
 
         import_bm25s()  # before the loader threads start: see there
@@ -172,7 +172,7 @@ class Pipeline:
         `sentences`, also embed up to that many sentences of chunks stored without their sentence
         vectors (an index from before ingest stored them), so a server's first answers are as fast as
         later ones; an index ingested by this version has them all and embeds nothing here."""
-        from rag import sentence_store
+        from rag.ingestion import sentence_store
 
         retriever = self.searcher
         retriever.embedder.get_query_embedding("warm up")
@@ -180,7 +180,7 @@ class Pipeline:
         if lacking:
             from rag.answer.citations import candidate_sentences
             from rag.answer.extractive import sentence_vectors
-            from rag.search import Passage
+            from rag.retrieval.search import Passage
 
             records = retriever.store.get(lacking[: sentences])
             pool = [s.text for text, meta in records.values()
@@ -190,7 +190,7 @@ class Pipeline:
     def retrieve(self, query: str, k: int | None = None, *, filters: Filters | Mapping[str, Any] | None = None,
                  history: Sequence[str] | None = None):
         """The k best passages for a query (rewritten with `history` when it is a follow-up)."""
-        from rag.chat import condense
+        from rag.answer.chat import condense
 
         query = condense(clean_question(query, self.settings.max_question_chars), _clean_history(history))
         return self.searcher.search(query, _check_k(k) or self.settings.k, Filters.parse(filters))
@@ -201,7 +201,7 @@ class Pipeline:
             filters: Filters | Mapping[str, Any] | None = None):
         from rag.answer.citations import Answer
         from rag.answer.overview import read_request
-        from rag.chat import condense, condense_with_llm, is_follow_up
+        from rag.answer.chat import condense, condense_with_llm, is_follow_up
 
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)

@@ -4,7 +4,7 @@
 
 Indexes FOLDER into a fresh temporary data dir (the model loaded and the libraries imported first, as
 the raw timing below excludes them too), timing every model call and counting its padded word
-pieces; then runs the raw model on the same distinct texts right away (`rag.bench_scale._raw`), so
+pieces; then runs the raw model on the same distinct texts right away (`rag.evaluation.bench_scale._raw`), so
 both timings come from the same machine state. Prints the ingest's wall time, the time inside model
 calls, the padding, the raw model's time and the ratio the issue-13 target is about.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 def main(folder: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="profile-ingest-") as data:
         os.environ["RAG_DATA_DIR"] = data
-        from rag import onnx_embedding
-        from rag.bench_scale import _raw
+        from rag.embedding import onnx_model as onnx_embedding
+        from rag.evaluation.bench_scale import _raw
         from rag.config import Settings
-        from rag.documents import clean_document
-        from rag.embeddings import get_embedder
-        from rag.ingest import chunk_document, ingest
+        from rag.ingestion.documents import clean_document
+        from rag.embedding.models import get_embedder
+        from rag.ingestion.incremental import chunk_document, ingest
 
         settings = Settings.from_env()
         get_embedder(settings).get_query_embedding("warm up")

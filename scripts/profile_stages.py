@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from rag.search import CANDIDATES_PER_RETRIEVER as CANDIDATES
+from rag.retrieval.search import CANDIDATES_PER_RETRIEVER as CANDIDATES
 
 RECORDS = 20  # 2k records for k=10, as HybridSearch reads them
 
@@ -37,9 +37,9 @@ def _timed(name: str, call: Callable[[], Any]) -> Any:
 
 def cold() -> None:
     from rag.config import Settings
-    from rag.embeddings import embedding_dimension, get_embedder
-    from rag.keyword import KeywordIndex, import_bm25s
-    from rag.manifest import Manifest
+    from rag.embedding.models import embedding_dimension, get_embedder
+    from rag.retrieval.keyword import KeywordIndex, import_bm25s
+    from rag.ingestion.manifest import Manifest
 
     settings = Settings.from_env()
     _timed("manifest", lambda: Manifest.read(settings.data_dir))

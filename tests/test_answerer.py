@@ -11,8 +11,8 @@ from test_answer import assert_citations_valid
 from rag.answer.citations import candidate_sentences, is_list_fragment, whole_quotes
 from rag.answer.scoring import (QUESTION_FEATURES, SENTENCE_FEATURES, WEIGHTS_FILE, AnswererModel, grounded,
                                 missing_entities, question_entities)
-from rag.chat import condense, is_follow_up
-from rag.search import Passage
+from rag.answer.chat import condense, is_follow_up
+from rag.retrieval.search import Passage
 from rag.text import normalise, sentence_spans
 
 

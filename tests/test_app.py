@@ -7,8 +7,8 @@ import pytest
 from conftest import ROOT, free_port
 from streamlit.testing.v1 import AppTest
 
-from rag.conversations import Conversations
-from rag.render import escape_markdown as md
+from rag.serving.conversations import Conversations
+from rag.serving.render import escape_markdown as md
 
 HOSTILE = """Summit venue report
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from rag.bench_scale import build_corpus, run_scale_bench
+from rag.evaluation.bench_scale import build_corpus, run_scale_bench
 from rag.errors import ConfigError
 
 from conftest import SEEDS

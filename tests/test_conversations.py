@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from rag.conversations import Conversations, to_markdown
+from rag.serving.conversations import Conversations, to_markdown
 from rag.errors import ConversationsUnavailable, InputRejected
 
 ANSWER = {"role": "assistant", "question": "Why was the Budapest summit cancelled?",

@@ -6,7 +6,7 @@ import re
 import pytest
 from conftest import SEEDS, TESTS
 
-from rag.documents import clean_document, html_to_text, load_documents, read_text
+from rag.ingestion.documents import clean_document, html_to_text, load_documents, read_text
 from rag.errors import InputRejected
 from rag.text import sentence_spans
 
@@ -135,7 +135,7 @@ def test_signatures_are_compact_and_old_list_signatures_still_group():
     import numpy as np
 
     from rag.config import Settings
-    from rag.documents import minhash_signature, near_duplicate_groups
+    from rag.ingestion.documents import minhash_signature, near_duplicate_groups
 
     text = (SEEDS / "000_c7ab87e678e88968.txt").read_text()
     twin = (SEEDS / "001_9a746d18b83cd2b7.txt").read_text()
@@ -154,7 +154,7 @@ def test_regrouping_the_changed_documents_gives_what_grouping_all_of_them_gives(
 
     from conftest import SEEDS
 
-    from rag.documents import minhash_signature, near_duplicate_groups, regroup_near_duplicates
+    from rag.ingestion.documents import minhash_signature, near_duplicate_groups, regroup_near_duplicates
 
     sentences = [s for p in sorted(SEEDS.glob("*.txt")) for s in p.read_text().split(". ") if len(s) > 40]
     rng = random.Random(5)

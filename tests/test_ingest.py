@@ -8,8 +8,8 @@ import pytest
 from conftest import SEEDS
 
 from rag import Pipeline, StoreBusy, StoreMismatch
-from rag.documents import load_documents
-from rag.ingest import chunk_document
+from rag.ingestion.documents import load_documents
+from rag.ingestion.incremental import chunk_document
 
 
 def test_chunks_point_at_exact_spans_of_the_cleaned_text(settings):
@@ -35,7 +35,7 @@ def test_chunk_size_is_configurable(settings):
 
 
 def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings, corpus, monkeypatch):
-    import rag.ingest
+    import rag.ingestion.incremental
     from vectorstore.chroma import ChunkStore
 
     calls: dict[str, int] = {"chunk_document": 0, "all_fields": 0, "all_ids": 0, "ids_for_path": 0}
@@ -46,7 +46,7 @@ def test_reingest_embeds_nothing_and_edit_replaces_only_changed_chunks(settings,
             return real(*args, **kwargs)
         return call
 
-    monkeypatch.setattr(rag.ingest, "chunk_document", counted("chunk_document", rag.ingest.chunk_document))
+    monkeypatch.setattr(rag.ingestion.incremental, "chunk_document", counted("chunk_document", rag.ingestion.incremental.chunk_document))
     monkeypatch.setattr(ChunkStore, "all_fields", counted("all_fields", ChunkStore.all_fields))
     monkeypatch.setattr(ChunkStore, "all_ids", counted("all_ids", ChunkStore.all_ids))
     monkeypatch.setattr(ChunkStore, "ids_for_path", counted("ids_for_path", ChunkStore.ids_for_path))
@@ -102,12 +102,12 @@ def test_near_duplicates_are_detected(seeded):
 
 
 def test_near_duplicates_are_grouped_again_only_when_documents_or_the_threshold_change(settings, monkeypatch):
-    import rag.ingest
+    import rag.ingestion.incremental
     from conftest import SEEDS
 
     groupings: list[float] = []
-    real = rag.ingest.near_duplicate_groups
-    monkeypatch.setattr(rag.ingest, "near_duplicate_groups", lambda s, t: groupings.append(t) or real(s, t))
+    real = rag.ingestion.incremental.near_duplicate_groups
+    monkeypatch.setattr(rag.ingestion.incremental, "near_duplicate_groups", lambda s, t: groupings.append(t) or real(s, t))
     pipeline = Pipeline(settings)
     pipeline.ingest([SEEDS])
     found = {r["source"]: r["duplicates"] for r in pipeline.sources()}
@@ -223,7 +223,7 @@ def test_openai_embeddings_by_configuration(settings, corpus, llm_server):
 
 
 def test_readers_parse_the_manifest_once_per_version(tmp_path):
-    from rag.manifest import Manifest
+    from rag.ingestion.manifest import Manifest
 
     written = Manifest(tmp_path)
     written.documents["/a.txt"] = {"source": "a.txt", "content_hash": "1"}
@@ -238,7 +238,7 @@ def test_readers_parse_the_manifest_once_per_version(tmp_path):
 def test_questions_read_the_small_search_view_and_never_a_view_of_another_manifest(tmp_path, monkeypatch):
     import os
 
-    from rag.manifest import SEARCH_VIEW, Manifest, SearchView
+    from rag.ingestion.manifest import SEARCH_VIEW, Manifest, SearchView
 
     written = Manifest(tmp_path)
     written.documents["/a.txt"] = {"source": "a.txt", "content_hash": "1", "date": "2025-10-22",
@@ -277,8 +277,8 @@ def test_questions_read_the_small_search_view_and_never_a_view_of_another_manife
 
 def test_embedding_cache_embeds_each_distinct_text_once_and_drops_the_least_recently_used():
     from rag import Settings
-    from rag.embeddings import get_embedder
-    from rag.ingest import EmbeddingCache
+    from rag.embedding.models import get_embedder
+    from rag.ingestion.incremental import EmbeddingCache
 
     model = get_embedder(Settings())
     seen: list[str] = []
@@ -302,23 +302,23 @@ def test_ingest_embeds_text_repeated_across_batches_once(settings, tmp_path, mon
     """Two versions of one report share most sentences; in batches of two chunks they are far apart."""
     import shutil
 
-    import rag.ingest
-    from rag import sentence_store
+    import rag.ingestion.incremental
+    from rag.ingestion import sentence_store
 
     corpus = tmp_path / "versions"
     corpus.mkdir()
     for name in ("000_c7ab87e678e88968.txt", "001_9a746d18b83cd2b7.txt"):
         shutil.copy(SEEDS / name, corpus / name)
     embedded: list[str] = []
-    real = rag.ingest._embed_batch
+    real = rag.ingestion.incremental._embed_batch
 
     def counting(embedder, texts):
         embedded.extend(texts)
         return real(embedder, texts)
 
-    monkeypatch.setattr(rag.ingest, "EMBED_BATCH", 2)
-    monkeypatch.setattr(rag.ingest, "FIRST_BATCH", 2)
-    monkeypatch.setattr(rag.ingest, "_embed_batch", counting)
+    monkeypatch.setattr(rag.ingestion.incremental, "EMBED_BATCH", 2)
+    monkeypatch.setattr(rag.ingestion.incremental, "FIRST_BATCH", 2)
+    monkeypatch.setattr(rag.ingestion.incremental, "_embed_batch", counting)
     pipeline = Pipeline(settings.replace(corpus_dir=corpus))
     report = pipeline.ingest()
     assert report.embedded_chunks > 4
@@ -331,7 +331,7 @@ def test_ingest_embeds_text_repeated_across_batches_once(settings, tmp_path, mon
 
 
 def test_an_ingest_leaves_a_search_view_that_says_what_its_manifest_says(seeded):
-    from rag.manifest import SEARCH_VIEW, Manifest, SearchView
+    from rag.ingestion.manifest import SEARCH_VIEW, Manifest, SearchView
 
     data_dir = seeded.settings.data_dir
     view = Manifest.search_view(data_dir)
@@ -344,7 +344,7 @@ def test_keyword_index_reads_and_tokenizes_only_new_chunks_and_equals_a_fresh_bu
     tokenizes only that document's chunks, and the result searches exactly as one built from scratch."""
     import shutil
 
-    from rag.keyword import ChunkTokens, KeywordIndex
+    from rag.retrieval.keyword import ChunkTokens, KeywordIndex
     from vectorstore.chroma import ChunkStore
 
     pipeline = Pipeline(settings)
@@ -384,7 +384,7 @@ def test_lost_or_stale_keyword_tokens_are_made_again_from_the_store(settings, co
     import json
     import shutil
 
-    from rag.keyword import ChunkTokens, KeywordIndex
+    from rag.retrieval.keyword import ChunkTokens, KeywordIndex
 
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])
@@ -408,18 +408,18 @@ def test_an_ingest_that_adds_a_document_regroups_only_it(settings, monkeypatch):
     again for all; the result is what grouping them all gives."""
     import shutil
 
-    import rag.ingest
+    import rag.ingestion.incremental
 
     corpus = settings.corpus_dir
     corpus.mkdir(parents=True)
     for name in ("000_c7ab87e678e88968.txt", "002_f2e8e39dc4325990.txt", "003_0ea4331d0d193fdf.txt",
                  "004_936fb12f57722203.txt"):
         shutil.copy(SEEDS / name, corpus / name)
-    monkeypatch.setattr(rag.ingest, "REGROUP_SHARE", 1.0)  # (a corpus of five: any change is a large share)
+    monkeypatch.setattr(rag.ingestion.incremental, "REGROUP_SHARE", 1.0)  # (a corpus of five: any change is a large share)
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])
     assert not any(r["duplicates"] for r in pipeline.sources())
-    monkeypatch.setattr(rag.ingest, "near_duplicate_groups", lambda *a: pytest.fail("every document grouped again"))
+    monkeypatch.setattr(rag.ingestion.incremental, "near_duplicate_groups", lambda *a: pytest.fail("every document grouped again"))
     shutil.copy(SEEDS / "001_9a746d18b83cd2b7.txt", corpus / "001_9a746d18b83cd2b7.txt")  # 000's other version
     pipeline.ingest([corpus])
     found = {Path(r["source"]).name: [Path(d).name for d in r["duplicates"]] for r in pipeline.sources()}

@@ -7,7 +7,7 @@ import pytest
 
 from rag import Pipeline
 from rag.errors import InputRejected
-from rag.uploads import label
+from rag.ingestion.uploads import label
 
 VENUE = (b"Summit venue report\n\nHungarian officials inspected the Budapest summit venue on Monday and found it "
          b"ready for the two leaders. The venue inspection was completed before the cancellation was announced.\n")
@@ -58,7 +58,7 @@ def test_removing_an_unknown_article_changes_nothing(library):
 
 
 def test_suggested_questions_come_from_titles_newest_first_one_per_duplicate_group():
-    from rag.chat import suggested_questions
+    from rag.answer.chat import suggested_questions
 
     sources = [{"source": "a", "title": "Old story", "date": "2025-01-01", "duplicates": []},
                {"source": "b", "title": "New story", "date": "2025-10-22", "duplicates": ["c"]},

@@ -54,7 +54,7 @@ def test_streamed_tokens_are_the_reply(local):
 
 def test_a_pronoun_follow_up_is_rewritten_by_the_model_with_a_short_prompt(local):
     from rag.answer.llm import complete, prompt_tokens
-    from rag.chat import condense_messages
+    from rag.answer.chat import condense_messages
 
     history = [QUESTION]
     follow_up = "Who cancelled it?"

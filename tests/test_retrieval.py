@@ -4,7 +4,7 @@ import pytest
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from rag.keyword import KeywordIndex
+from rag.retrieval.keyword import KeywordIndex
 
 # (question, the seed that must be among the top 3 passages' sources)
 QUESTIONS = [
@@ -87,7 +87,7 @@ def test_answering_imports_neither_llamaindex_nor_torch(seeded):
 def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
     """Two chunks equal on their own; the one whose article mentions the question's other terms elsewhere
     (in another chunk) ranks first, through the document-level BM25 index."""
-    from rag.search import fuse
+    from rag.retrieval.search import fuse
 
     ids = ["a1", "a2", "b1", "b2", "c1"]
     texts = ["The summit in Budapest was called off.", "Officials blamed the stalled ceasefire talks.",
@@ -144,21 +144,21 @@ def test_bm25s_skips_scipy_and_tqdm_only_in_a_single_threaded_process(threads, l
 
     code = ("import sys, threading, time\n"
             f"[threading.Thread(target=time.sleep, args=(1,), daemon=True).start() for _ in range({threads})]\n"
-            "from rag.keyword import import_bm25s\nbm25s = import_bm25s()\n"
+            "from rag.retrieval.keyword import import_bm25s\nbm25s = import_bm25s()\n"
             "print('scipy' in sys.modules, 'tqdm' in sys.modules)\nimport scipy.sparse, tqdm\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == loaded  # and scipy and tqdm still import afterwards
 
 
 def test_keyword_scores_equal_bm25s_own_index():
-    """The keyword index computes bm25s's score matrix with array arithmetic (rag.keyword._bm25_of): it
+    """The keyword index computes bm25s's score matrix with array arithmetic (rag.retrieval.keyword._bm25_of): it
     must be the matrix bm25s's own `index()` builds from the same tokens, to the float."""
     import numpy as np
 
     import Stemmer
     from conftest import SEEDS
 
-    from rag.keyword import ChunkTokens, _bm25_of, import_bm25s
+    from rag.retrieval.keyword import ChunkTokens, _bm25_of, import_bm25s
 
     texts = [line for line in (SEEDS / "004_936fb12f57722203.txt").read_text().split("\n") if line.strip()]
     texts += ["", "the and of", "Sanctions sanctions SANCTIONS on oil", "oil"]  # empty, stop words only, repeats

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from rag import sentence_store
+from rag.ingestion import sentence_store
 from rag.text import Span
 
 
 @pytest.fixture
 def text_embedding_calls(monkeypatch):
     """Every text (not query) embedding the real ONNX MiniLM is asked for, in order (it still runs)."""
-    from rag.onnx_embedding import OnnxSentenceEmbedding
+    from rag.embedding.onnx_model import OnnxSentenceEmbedding
 
     calls: list[list[str]] = []
     real = OnnxSentenceEmbedding.get_text_embedding_batch

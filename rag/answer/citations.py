@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag.search import Passage
+from rag.retrieval.search import Passage
 from rag.text import Span, content_terms, sentence_spans
 
 ABSTENTION = "The articles don't say."
@@ -51,7 +51,7 @@ class Answer:
 def candidate_sentences(passage: Passage) -> list[Span]:
     """Sentences of a passage, with offsets into its document, that can stand as a cited claim:
     never one that reads as instructions to a model, or repeats what such instructions plant."""
-    from rag.injection import overlaps, repeats_planted
+    from rag.ingestion.injection import overlaps, repeats_planted
     from rag.text import is_heading
 
     findings = instructions_in(passage)
@@ -100,8 +100,8 @@ def _open_quote(text: str) -> bool:
 
 
 def instructions_in(passage: Passage):
-    """The instruction-like text of a passage (`rag.injection.Findings`)."""
-    from rag.injection import SCANNED_KEY, SPANS_KEY, TERMS_KEY, passage_findings
+    """The instruction-like text of a passage (`rag.ingestion.injection.Findings`)."""
+    from rag.ingestion.injection import SCANNED_KEY, SPANS_KEY, TERMS_KEY, passage_findings
 
     meta = passage.metadata or {}
     return passage_findings(passage.text, passage.start, meta.get(SPANS_KEY, "[]"), meta.get(TERMS_KEY, "[]"),

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.answer.citations import ABSTENTION, Citation, citation_for, leans_on_previous
 from rag.answer.scoring import AnswererModel, Candidate, candidates, default_model, featurise, missing_entities
-from rag.search import Passage
+from rag.retrieval.search import Passage
 from rag.text import containment, shingles
 
 MAX_SENTENCES = 3
@@ -143,9 +143,9 @@ def sentence_vectors(embedder: Any, texts: list[str]) -> list[Any]:
 
 def stored_sentence_vectors(passages: Sequence[Passage], embedder: Any) -> Callable[[list[str]], list[Any]]:
     """`vectors_of(texts)` for the passages' sentences: the vectors stored with each chunk at ingest
-    (rag.sentence_store), so answering calls no model; a sentence without one (an index from before
+    (rag.ingestion.sentence_store), so answering calls no model; a sentence without one (an index from before
     they were stored) is embedded, once."""
-    from rag import sentence_store
+    from rag.ingestion import sentence_store
 
     table: dict[str, Any] = {}
     for p in passages:

@@ -25,8 +25,8 @@ from rag.answer.citations import (
 from rag.answer.support import SentenceSupport, check_support
 from rag.config import Settings
 from rag.errors import LLMAuthError, LLMUnavailable
-from rag.injection import repeats_planted
-from rag.search import Passage
+from rag.ingestion.injection import repeats_planted
+from rag.retrieval.search import Passage
 
 _PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 

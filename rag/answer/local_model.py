@@ -171,7 +171,7 @@ def running_server(path: Path, *, port: int, alias: str, threads: int, context: 
 
 
 def _wait_ready(process: subprocess.Popen, url: str, timeout: float) -> None:
-    from rag.loopback import wait_for_url
+    from rag.serving.loopback import wait_for_url
 
     if wait_for_url(url, timeout, process):
         return

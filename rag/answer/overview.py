@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.answer.citations import Citation, candidate_sentences, citation_for, leans_on_previous
 from rag.answer.extractive import REDUNDANT_COSINE
-from rag.search import Passage
+from rag.retrieval.search import Passage
 from rag.text import Span
 
 REQUESTS_FILE = Path(__file__).parent.parent / "data" / "requests.toml"

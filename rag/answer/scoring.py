@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rag.answer.citations import candidate_sentences
-from rag.search import Passage
+from rag.retrieval.search import Passage
 from rag.text import STOPWORDS, Span, content_terms, normalise, sentence_spans
 
 WEIGHTS_FILE = Path(__file__).parent.parent / "data" / "answerer.json"

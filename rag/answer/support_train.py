@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help="benchmark folder (corpus/ + gold.jsonl)")
     parser.add_argument("--out", type=Path, default=SUPPORT_FILE)
     args = parser.parse_args(argv)
-    from rag.embeddings import get_embedder
+    from rag.embedding.models import get_embedder
 
     pairs = collect(args.bench, get_embedder(Settings.from_env()))
     model = fit(pairs)

@@ -67,11 +67,11 @@ class Question:
 def collect(gold_path: Path, corpus: Path, settings: Settings, dataset: str, fitted_of) -> list[Question]:
     """Retrieve for every gold question as `rag ask` does, and label every candidate sentence."""
     from rag.answer.extractive import in_asked_period, stored_sentence_vectors
-    from rag.chat import condense
+    from rag.answer.chat import condense
     from rag.evaluation.gold import load_gold, matches
     from rag.evaluation.metrics import phrase_in, squad_tokens, tokens_f1
     from rag.evaluation.runner import _corpus_files, _relative, eval_settings
-    from rag.ingest import expand_paths
+    from rag.ingestion.incremental import expand_paths
     from rag.pipeline import Pipeline
     from rag.text import normalise
 

@@ -4,7 +4,7 @@ Embeds the benchmark's chunks once (chunked and cleaned as `rag ingest` does) an
 variants in memory, nDCG@10 over distinct documents (BEIR-comparable). The 809 claims are split in two
 halves by a hash of their id: a variant's free parameter is chosen on the first half ("tune") and the
 second half ("test") is reported beside it, so the gain of a change is read on questions it was not
-chosen on. Nothing here changes the product; it measures candidates for `rag.search`.
+chosen on. Nothing here changes the product; it measures candidates for `rag.retrieval.search`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.config import PROJECT_DIR, Settings
 from rag.evaluation.metrics import ndcg
-from rag.search import (
+from rag.retrieval.search import (
     CANDIDATES_PER_RETRIEVER,
     CHUNK_KEYWORD_WEIGHT,
     DENSE_WEIGHT,
@@ -31,7 +31,7 @@ from rag.search import (
 
 DEFAULT_BENCH = PROJECT_DIR.parent / "shared" / "bench" / "scifact-train"
 DEPTH = 100
-RRF_K = 60  # reciprocal rank fusion (Cormack et al.), what rag.search did before score fusion
+RRF_K = 60  # reciprocal rank fusion (Cormack et al.), what rag.retrieval.search did before score fusion
 Ranking = list[tuple[str, float]]  # ("document#chunk" or "document", score), best first
 
 
@@ -60,10 +60,10 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents.
     With `titles`, also the dense and BM25 rankings of chunks prefixed with their document's title
     (chunks after a document's first do not contain it)."""
-    from rag.documents import load_documents
-    from rag.embeddings import get_embedder
-    from rag.ingest import chunk_document
-    from rag.keyword import KeywordIndex
+    from rag.ingestion.documents import load_documents
+    from rag.embedding.models import get_embedder
+    from rag.ingestion.incremental import chunk_document
+    from rag.retrieval.keyword import KeywordIndex
 
     docs, _ = load_documents(sorted((bench / "corpus").glob("*.txt")), settings.max_file_bytes)
     ids, texts, owner, titled = [], [], [], []
@@ -142,7 +142,7 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
         (f"RRF k={RRF_K} of chunks, {DEPTH} each", lambda r: rrf(r["dense"], r["bm25"], DEPTH)),
         (f"RRF k={RRF_K} of document maxima", lambda r: rrf(best_per_document(r["dense"]),
                                                           best_per_document(r["bm25"]), 20)),
-        (f"rag.search now ({DENSE_WEIGHT}/{CHUNK_KEYWORD_WEIGHT}/{DOCUMENT_KEYWORD_WEIGHT}, "
+        (f"rag.retrieval.search now ({DENSE_WEIGHT}/{CHUNK_KEYWORD_WEIGHT}/{DOCUMENT_KEYWORD_WEIGHT}, "
          f"{CANDIDATES_PER_RETRIEVER} each)", lambda r: product(r, CANDIDATES_PER_RETRIEVER)),
     ]]
     for name, pick in [("convex, chunk scores", lambda r: (r["dense"], r["bm25"])),
@@ -151,7 +151,7 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
         scored = {a: score(runs, lambda r, a=a: convex(*pick(r), a)) for a in np.round(np.arange(0.2, 0.85, 0.1), 1)}
         alpha = max(scored, key=lambda a: scored[a][0])
         rows.append((f"{name}, dense weight {alpha} (tuned)", *scored[alpha]))
-    for depth in (20, DEPTH):  # rag.search's fusion: the dense and chunk BM25 weights in steps of 0.05, the rest
+    for depth in (20, DEPTH):  # rag.retrieval.search's fusion: the dense and chunk BM25 weights in steps of 0.05, the rest
         # on the document's BM25
         grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
         scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
@@ -160,14 +160,14 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
     if "title_dense" in runs[0]:
         rows.append(("dense, titles alone (documents)", *score(runs, lambda r: r["title_dense"])))
         for weight in (0.05, 0.1, 0.15, 0.2, 0.3):
-            rows.append((f"rag.search + title similarity x {weight} to a document's best chunk",
+            rows.append((f"rag.retrieval.search + title similarity x {weight} to a document's best chunk",
                          *score(runs, lambda r, w=weight: with_title(r, w))))
     if "dense_titled" in runs[0]:
         rows.append(("dense, chunks under their title", *score(runs, lambda r: r["dense_titled"])))
         rows.append(("BM25, chunks under their title", *score(runs, lambda r: r["bm25_titled"])))
         for label, keys in [("dense titled", ("dense_titled", "bm25")),
                             ("dense and BM25 titled", ("dense_titled", "bm25_titled"))]:
-            rows.append((f"rag.search weights, {label}",
+            rows.append((f"rag.retrieval.search weights, {label}",
                          *score(runs, lambda r, k=keys: product(r, CANDIDATES_PER_RETRIEVER, dense_key=k[0], bm25_key=k[1]))))
             grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
             scored = {w: score(runs, lambda r, w=w, k=keys: product(r, DEPTH, *w, dense_key=k[0], bm25_key=k[1]))
@@ -179,14 +179,14 @@ def study(runs: list[dict]) -> list[tuple[str, float, float]]:
 
 def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = CHUNK_KEYWORD_WEIGHT,
             dense_key: str = "dense", bm25_key: str = "bm25") -> Ranking:
-    """rag.search's fusion of this claim's rankings, cut at `depth` each, with the given weights."""
+    """rag.retrieval.search's fusion of this claim's rankings, cut at `depth` each, with the given weights."""
     names = [n for n, _ in run[dense_key][:depth] + run[bm25_key][:depth]]
     return list(fuse(run[dense_key][:depth], run[bm25_key][:depth], run["bm25_documents"][:depth],
                      {n: n.split("#")[0] for n in names}, (dense, chunk, 1 - dense - chunk)).items())
 
 
 def with_title(run: dict, weight: float) -> Ranking:
-    """rag.search's fusion, then each candidate document's title similarity (divided by the best title's)
+    """rag.retrieval.search's fusion, then each candidate document's title similarity (divided by the best title's)
     added to its best chunk."""
     fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
     titles = dict(run["title_dense"])

@@ -55,7 +55,7 @@ class EvalResult:
 def run_eval(gold_path: Path, settings: Settings, *, corpus: Path | None = None, k: int | None = None,
              mode: str | None = None, judge: bool = False, progress: ProgressCallback | None = None,
              limit: int | None = None, sample: int | None = None) -> EvalResult:
-    from rag.ingest import display_path, expand_paths
+    from rag.ingestion.incremental import display_path, expand_paths
     from rag.pipeline import Pipeline
 
     started = time.perf_counter()

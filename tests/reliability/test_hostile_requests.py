@@ -139,7 +139,7 @@ def test_a_bug_in_the_answer_still_ends_the_stream(seeded, monkeypatch):
     from starlette.testclient import TestClient
 
     from rag.pipeline import Pipeline
-    from rag.server import create_app
+    from rag.serving.server import create_app
 
     def broken(*args, **kwargs):
         raise TypeError("TextEncodeInput must be Union[…]")
@@ -157,7 +157,7 @@ def test_streams_beyond_the_limit_get_an_error_at_once(seeded, monkeypatch):
 
     from starlette.testclient import TestClient
 
-    from rag import server
+    from rag.serving import server
     from rag.pipeline import Pipeline
 
     release = threading.Event()

@@ -22,7 +22,7 @@ SUMMARY = """
 import json, sys
 from pathlib import Path
 from rag import Pipeline, Settings
-from rag.keyword import KeywordIndex, ids_digest
+from rag.retrieval.keyword import KeywordIndex, ids_digest
 p = Pipeline(Settings(data_dir=Path(sys.argv[1])))
 store = p.searcher.store
 ids = store.all_ids()

@@ -84,7 +84,7 @@ def test_ordinary_articles_raise_no_alarm(seeded):
 
 def _counting_scans(monkeypatch) -> list:
     """A spy on the real scan (it still runs): how often question time scans a passage's text."""
-    from rag import injection
+    from rag.ingestion import injection
 
     calls, real = [], injection.scan
     monkeypatch.setattr(injection, "scan", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -101,7 +101,7 @@ def test_passages_scanned_at_ingest_are_not_scanned_again_when_asked(hostile, mo
 
 
 def test_other_rules_rescan_when_asked_and_on_the_next_ingest_without_embedding(hostile, monkeypatch, corpus):
-    from rag import injection
+    from rag.ingestion import injection
 
     pipeline, canary = hostile
     monkeypatch.setattr(injection, "rules_id", lambda: "rules-of-another-version")  # or an index from before

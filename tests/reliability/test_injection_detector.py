@@ -1,7 +1,7 @@
 """Issue 12, case 2: instructions planted in new wording. The detector folds text first (look-alike
 letters, zero-width characters, spaced letters), matches patterns of instructions and of sentences
 addressed to an AI in several languages, and at ingest asks a classifier over MiniLM vectors (fitted
-on public prose by `python -m rag.injection_fit`). The generated set shaped the patterns, so its
+on public prose by `python -m rag.ingestion.injection_fit`). The generated set shaped the patterns, so its
 recall is a regression check, not a measure of wording nobody has seen."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from conftest import SEEDS
 from planted_instructions import planted
 
 from rag import Pipeline
-from rag.injection import instruction_classifier, is_instruction
+from rag.ingestion.injection import instruction_classifier, is_instruction
 from rag.text import sentence_spans
 
 
 @pytest.fixture(scope="module")
 def classifier():
     from rag import Settings
-    from rag.embeddings import get_embedder
+    from rag.embedding.models import get_embedder
 
     return instruction_classifier(get_embedder(Settings()))
 
@@ -79,7 +79,7 @@ def _fold_by_character(text: str) -> str:
     """fold() as first written, one character at a time: the oracle for its faster form."""
     import unicodedata
 
-    from rag.injection import _LOOKALIKE_TABLE, _SPACED, _SPACED_WORDS, _fold_word
+    from rag.ingestion.injection import _LOOKALIKE_TABLE, _SPACED, _SPACED_WORDS, _fold_word
 
     text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
     letters = [ch for ch in text if ch.isalpha()]
@@ -93,7 +93,7 @@ def _fold_by_character(text: str) -> str:
 def test_fold_matches_the_character_by_character_definition_on_disguised_seed_sentences():
     import random
 
-    from rag.injection import fold
+    from rag.ingestion.injection import fold
 
     sentences = [s.text for path in sorted(SEEDS.glob("*.txt")) for s in sentence_spans(path.read_text(), 0)]
     disguises = [*"\u200b\u200d\ufeff\u00ad\u202e\u2060аеорсухіјѕԁһΑΒΕοαρ’“”éñßﬁ①Ⅻ\u3000", "I g n o r e", "a  l  l"]

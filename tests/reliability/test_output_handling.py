@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 
 from rag import Pipeline
 from rag.cli import main
-from rag.render import answer_markdown, escape_markdown, left_out_markdown, quotes_in_paragraph
+from rag.serving.render import answer_markdown, escape_markdown, left_out_markdown, quotes_in_paragraph
 
 HOSTILE_ARTICLE = ("Budapest venue report\n\nThe Budapest summit venue was inspected <script>alert(1)</script> "
                    "by officials on Monday. <img src=x onerror=alert(2)> Hotel bookings rose ![pixel]"

@@ -4,7 +4,7 @@ data dir's uploads folder under their own name made safe (never a path of theirs
 import pytest
 
 from rag.errors import InputRejected
-from rag.uploads import save_upload
+from rag.ingestion.uploads import save_upload
 
 ARTICLE = b"Officials inspected the summit venue on Monday and said it was ready.\n"
 

@@ -8,11 +8,11 @@ import os
 import netguard  # noqa: F401  (this file shadows tests/netguard/sitecustomize.py, so keep its guard)
 
 if os.environ.get("RAG_TEST_KILL_AT") or os.environ.get("RAG_TEST_FAIL_EMBED_AT"):
-    import rag.ingest
+    import rag.ingestion.incremental
 
     # Batches of 64 chunks (the tests count on it), so the tests' small corpus spans three of them; a
     # real ingest writes 512 at a time, and what a kill or failure leaves is whole batches either way.
-    rag.ingest.FIRST_BATCH = rag.ingest.EMBED_BATCH = 64
+    rag.ingestion.incremental.FIRST_BATCH = rag.ingestion.incremental.EMBED_BATCH = 64
 
 point, _, nth = os.environ.get("RAG_TEST_KILL_AT", "").partition(":")
 if point:
@@ -30,22 +30,22 @@ if point:
 
         return wrapper
 
-    import rag.ingest
-    import rag.keyword
-    import rag.manifest
+    import rag.ingestion.incremental
+    import rag.retrieval.keyword
+    import rag.ingestion.manifest
     import vectorstore.chroma
 
     targets = {"upsert": (vectorstore.chroma.ChunkStore, "upsert"), "publish": (vectorstore.chroma.ChunkStore, "publish"),
-               "delete": (vectorstore.chroma.ChunkStore, "delete"), "keyword": (rag.keyword.KeywordIndex, "save"),
-               "manifest": (rag.manifest.Manifest, "save"), "embed": (rag.ingest, "_embed_batch")}
+               "delete": (vectorstore.chroma.ChunkStore, "delete"), "keyword": (rag.retrieval.keyword.KeywordIndex, "save"),
+               "manifest": (rag.ingestion.manifest.Manifest, "save"), "embed": (rag.ingestion.incremental, "_embed_batch")}
     owner, name = targets[point]
     setattr(owner, name, _die_during(getattr(owner, name)))
 
 fail_at = os.environ.get("RAG_TEST_FAIL_EMBED_AT")
 if fail_at:  # a FAKE embedding failure: the n-th batch raises, as a model or endpoint error would
-    import rag.ingest
+    import rag.ingestion.incremental
 
-    real_batch, count = rag.ingest._embed_batch, {"n": 0}
+    real_batch, count = rag.ingestion.incremental._embed_batch, {"n": 0}
 
     class _Failing:
         def __init__(self, embedder):
@@ -57,4 +57,4 @@ if fail_at:  # a FAKE embedding failure: the n-th batch raises, as a model or en
                 raise RuntimeError("simulated model failure")
             return self.embedder.get_text_embedding_batch(texts)
 
-    rag.ingest._embed_batch = lambda embedder, texts: real_batch(_Failing(embedder), texts)
+    rag.ingestion.incremental._embed_batch = lambda embedder, texts: real_batch(_Failing(embedder), texts)

@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path, PureWindowsPath
 
 from rag.config import Settings
-from rag.documents import check_suffix, parse_bytes
+from rag.ingestion.documents import check_suffix, parse_bytes
 from rag.errors import InputRejected
 from rag.text import require_text
 

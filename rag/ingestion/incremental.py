@@ -18,13 +18,13 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from rag import injection, sentence_store
+from rag.ingestion import injection, sentence_store
 from rag.config import Settings
-from rag.documents import (SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups,
+from rag.ingestion.documents import (SUPPORTED_SUFFIXES, Document, load_documents, minhash_signature, near_duplicate_groups,
                            regroup_near_duplicates)
 from rag.errors import EmbeddingFailed, InputRejected, RagError, StoreBusy, StoreDamaged
-from rag.keyword import ChunkTokens, KeywordIndex, ids_digest
-from rag.manifest import Manifest
+from rag.retrieval.keyword import ChunkTokens, KeywordIndex, ids_digest
+from rag.ingestion.manifest import Manifest
 from rag.text import is_valid_text
 
 ProgressCallback = Callable[[int, int], None]  # (documents indexed so far, documents to index)
@@ -185,7 +185,7 @@ def remove(sources: Sequence[str], settings: Settings) -> int:
     """Take documents (named by their `source`, as `rag sources` lists them) out of the index; their
     files are left where they are. Returns how many chunks went. Published like an ingest: readers see
     the old index or the new one, never half of each."""
-    from rag.embeddings import embedding_dimension
+    from rag.embedding.models import embedding_dimension
     from vectorstore import open_store
 
     with _writer(settings):
@@ -213,7 +213,7 @@ def remove(sources: Sequence[str], settings: Settings) -> int:
 
 def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
                    progress: ProgressCallback | None) -> IngestReport:
-    from rag.embeddings import embedding_dimension, get_embedder
+    from rag.embedding.models import embedding_dimension, get_embedder
     from vectorstore import open_store, reset_store
 
     started = time.perf_counter()
@@ -282,7 +282,7 @@ def _group_near_duplicates(manifest: Manifest, threshold: float,
     """Each document's near-duplicates (by source). `before`: each document's (source, signature,
     near-duplicates) when the ingest started. When those were grouped with this threshold (the
     manifest's `duplicates_key` says so), the groups found then are kept and only the documents added,
-    changed or removed since are compared with the rest (rag.documents.regroup_near_duplicates): grouping
+    changed or removed since are compared with the rest (rag.ingestion.documents.regroup_near_duplicates): grouping
     35k documents again took ~13 s of every ingest into a large index, however little it changed."""
     entries = manifest.documents
     key = _grouping_key(threshold, ((k, e["source"], e["signature"]) for k, e in entries.items()))
@@ -317,12 +317,12 @@ def _rebuilds_in_place(settings: Settings) -> bool:
     """Whether a rebuild can write the new index beside the old one, so readers keep the old one until
     the new one is published: yes when the store is whole (probed in a child process, which a damaged
     store may crash) and built with the current model. Otherwise it is dropped first."""
-    from rag.health import check_store
+    from rag.serving.health import check_store
 
     try:
         if not check_store(settings).ok:
             return False
-        from rag.embeddings import embedding_dimension
+        from rag.embedding.models import embedding_dimension
         from vectorstore import open_store
 
         open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)
@@ -503,7 +503,7 @@ def _classifier(settings: Settings) -> injection.Classifier | None:
     """The learned instruction classifier when it is switched on and the model is the bundled MiniLM (its
     weights were fitted for that model); None: the patterns decide alone."""
     from rag.config import LOCAL_EMBED_MODEL
-    from rag.embeddings import get_embedder
+    from rag.embedding.models import get_embedder
 
     if not settings.injection_classifier or settings.embed_model != LOCAL_EMBED_MODEL:
         return None
@@ -527,7 +527,7 @@ def _instructions(content_hash: str, text: str, classifier: injection.Classifier
 def _embed_and_store(plan: Iterable[tuple[str, Document, list[Chunk]]], documents: int, store: Any,
                      stored: StoredChunks, embedder_of: Callable[[], Any], settings: Settings,
                      progress: ProgressCallback | None) -> int:
-    """Embed and store the planned chunks, with their sentences' vectors (rag.sentence_store); returns how
+    """Embed and store the planned chunks, with their sentences' vectors (rag.ingestion.sentence_store); returns how
     many chunks were embedded.
 
     The model runs in a worker thread on one batch while this thread chunks the next documents and writes

@@ -60,7 +60,7 @@ def _load(settings: Settings) -> "BaseEmbedding":
 
 
 def _onnx(model_dir: Path, settings: Settings) -> "BaseEmbedding":
-    from rag.onnx_embedding import OnnxSentenceEmbedding, exported_model, quantized_model
+    from rag.embedding.onnx_model import OnnxSentenceEmbedding, exported_model, quantized_model
 
     # A server sets OMP_NUM_THREADS=1 per worker process; elsewhere use every core.
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)

@@ -18,7 +18,7 @@ from rag.text import content_terms, is_heading, sentence_spans, shingles
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 _MINHASH_SCHEME = "affine32"  # pinned: signatures are stored in the manifest and compared across runs
-_RULES_FILE = Path(__file__).parent / "data" / "boilerplate.toml"
+_RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "boilerplate.toml"
 
 
 @dataclass

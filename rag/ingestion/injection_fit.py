@@ -1,4 +1,4 @@
-"""Fit the injection detector's classifier: `python -m rag.injection_fit`.
+"""Fit the injection detector's classifier: `python -m rag.ingestion.injection_fit`.
 
 A logistic regression over MiniLM sentence vectors: is this sentence an instruction to a machine? It
 is fitted on the training sentences of `rag/data/injection.toml` (addressees × requests on varied
@@ -26,7 +26,7 @@ from rag.config import PROJECT_DIR, Settings
 BENCH = PROJECT_DIR.parent / "shared" / "bench"
 CORPORA = ("clapnq-dev-a", "scifact-train")
 MAX_FILES = 1500  # per corpus and half: ~8,000 sentences, a few minutes of MiniLM on two cores
-MODEL_FILE = Path(__file__).resolve().parent / "data" / "injection_model.json"
+MODEL_FILE = Path(__file__).resolve().parent.parent / "data" / "injection_model.json"
 
 
 def _sentences(folder: Path, first_half: bool) -> list[str]:
@@ -39,7 +39,7 @@ def _sentences(folder: Path, first_half: bool) -> list[str]:
 
 
 def training_instructions() -> list[str]:
-    from rag.injection import _RULES_FILE
+    from rag.ingestion.injection import _RULES_FILE
 
     raw = tomllib.loads(_RULES_FILE.read_text(encoding="utf-8"))
     training = raw["training"]
@@ -50,10 +50,10 @@ def training_instructions() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from sklearn.linear_model import LogisticRegression
 
-    from rag.embeddings import get_embedder
-    from rag.injection import fold
+    from rag.embedding.models import get_embedder
+    from rag.ingestion.injection import fold
 
-    parser = argparse.ArgumentParser(prog="python -m rag.injection_fit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rag.ingestion.injection_fit", description=__doc__.split("\n")[0])
     parser.add_argument("--bench", type=Path, default=BENCH)
     parser.add_argument("--out", type=Path, default=MODEL_FILE)
     args = parser.parse_args(argv)

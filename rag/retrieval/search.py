@@ -2,7 +2,7 @@
 scores, near-duplicates collapsed.
 
 Plain Python over Chroma and bm25s, returning `Passage` records for the answerers and every surface.
-LlamaIndex apps get the same search as a `BaseRetriever` from `rag.retrieval.HybridRetriever`; it lives
+LlamaIndex apps get the same search as a `BaseRetriever` from `rag.retrieval.retriever.HybridRetriever`; it lives
 apart so that answering a question never imports LlamaIndex (~1 s of a cold `rag ask`).
 """
 
@@ -12,9 +12,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from rag import sentence_store
+from rag.ingestion import sentence_store
 from rag.batching import Coalescer
-from rag.filters import Filters
+from rag.retrieval.filters import Filters
 from rag.text import containment, shingles
 
 # Fusion: each ranking's scores divided by its best score, then a convex combination (Bruch et al. 2023,
@@ -43,14 +43,14 @@ class Passage:
     keyword_score: float | None = None
     also_in: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-    # The vectors of its sentences as stored at ingest (rag.sentence_store), for the answerer; never shown.
+    # The vectors of its sentences as stored at ingest (rag.ingestion.sentence_store), for the answerer; never shown.
     sentence_vectors: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The passage as every surface shows it. The metadata's absolute path (the index's key for the
         file) is left out: `source` names the file, relative to where it was ingested from; so is the id of
         the rules the instruction scan used (bookkeeping)."""
-        from rag.injection import SCANNED_KEY
+        from rag.ingestion.injection import SCANNED_KEY
 
         data = asdict(self)
         del data["sentence_vectors"]

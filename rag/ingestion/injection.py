@@ -4,7 +4,7 @@ Written by hand: the well-kept detectors (LLM Guard, Rebuff, NeMo Guardrails) ne
 download or an LLM call, and neither is possible offline. Three checks, each on the sentence and on its
 folded form (confusable letters to ASCII, zero-width characters removed, s p a c e d letters joined):
 instruction patterns, patterns of a sentence addressed to an AI (several languages), and, at ingest,
-a logistic classifier over MiniLM sentence vectors fitted by `python -m rag.injection_fit` (weights
+a logistic classifier over MiniLM sentence vectors fitted by `python -m rag.ingestion.injection_fit` (weights
 and operating point in `rag/data/injection_model.json`). Patterns live in `rag/data/injection.toml`.
 
 The result is used twice (see `rag.answer`): the offline answerer never quotes these sentences, and an
@@ -29,7 +29,7 @@ import regex  # (a dependency of tiktoken) Unicode properties: \p{Cf} without a 
 
 from rag.text import sentence_spans
 
-_RULES_FILE = Path(__file__).resolve().parent / "data" / "injection.toml"
+_RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "injection.toml"
 # What an instruction plants for the model to repeat: codes (CANARY-4821, X9Y2Z), quoted phrases, links.
 _CODE = re.compile(r"\b(?=[A-Z0-9_-]*\d)(?=[A-Z0-9_-]*[A-Z])[A-Z0-9][A-Z0-9_-]{3,}\b|\b[A-Z]{2,}[-_][A-Z0-9-]{2,}\b")
 _QUOTED = re.compile(r"[\"“']([^\"”']{4,80})[\"”']")
@@ -75,7 +75,7 @@ def rules_id() -> str:
 
 
 Classifier = Callable[[Sequence[str]], Sequence[bool]]  # sentences -> is each an instruction by meaning
-MODEL_FILE = Path(__file__).resolve().parent / "data" / "injection_model.json"
+MODEL_FILE = Path(__file__).resolve().parent.parent / "data" / "injection_model.json"
 
 _SPACED = re.compile(r"(?<![^\W_])((?:[^\W_] ){2,}[^\W_])(?![^\W_])")
 # With words set apart by double spaces ("I f  y o u"), two spaced letters are a word too.

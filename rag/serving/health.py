@@ -42,7 +42,7 @@ def check_store(settings: Settings, timeout: float = 300) -> StoreHealth:
     if settings.chroma_host:
         env.update(CHROMA_HOST=settings.chroma_host, CHROMA_PORT=str(settings.chroma_port))
     try:
-        done = subprocess.run([sys.executable, "-m", "rag.health"], env=env, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "rag.serving.health"], env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return StoreHealth(ok=False, problems=[f"opening the store hung for over {timeout:g} s"])
@@ -59,7 +59,7 @@ def check_store(settings: Settings, timeout: float = 300) -> StoreHealth:
 
 def probe(settings: Settings) -> dict[str, Any]:
     """Run in the child: every problem found, as text."""
-    from rag.keyword import KeywordIndex
+    from rag.retrieval.keyword import KeywordIndex
     from vectorstore.chroma import sqlite_problems
 
     problems: list[str] = []
@@ -73,7 +73,7 @@ def probe(settings: Settings) -> dict[str, Any]:
     except Exception as exc:  # whatever a damaged store raises is the finding
         return {"chunks": 0, "problems": [f"the store cannot be read ({type(exc).__name__}: {exc})"]}
     from rag.errors import StoreDamaged
-    from rag.manifest import Manifest
+    from rag.ingestion.manifest import Manifest
 
     try:
         Manifest(settings.data_dir)
@@ -89,7 +89,7 @@ def probe(settings: Settings) -> dict[str, Any]:
 
 
 def _open(settings: Settings):
-    from rag.embeddings import embedding_dimension
+    from rag.embedding.models import embedding_dimension
     from vectorstore import open_store
 
     return open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)

@@ -1,4 +1,4 @@
-"""`HybridRetriever`: the hybrid search (`rag.search`) as a LlamaIndex `BaseRetriever`.
+"""`HybridRetriever`: the hybrid search (`rag.retrieval.search`) as a LlamaIndex `BaseRetriever`.
 
 `retrieve()` is the contract: it returns `NodeWithScore`s and drops into any LlamaIndex app (query
 engines, fusion, postprocessors). It always searches the pipeline's current index, so a long-lived
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from rag.filters import Filters
-from rag.search import Passage
+from rag.retrieval.filters import Filters
+from rag.retrieval.search import Passage
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -44,7 +44,7 @@ def to_node(passage: Passage) -> NodeWithScore:
         "keyword_score": passage.keyword_score})
     node.start_char_idx, node.end_char_idx = passage.start, passage.end
     # bookkeeping, not content: kept out of the text a LlamaIndex app sends to its LLM or embeds
-    from rag.injection import SCANNED_KEY
+    from rag.ingestion.injection import SCANNED_KEY
 
     node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, SCANNED_KEY]
     node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, SCANNED_KEY]

@@ -128,7 +128,7 @@ def run_answer_bench(settings: Settings, corpus: Path | None = None, gold: Path 
     is asked once to warm the caches, then `rounds` more times; prints the p50/p95 of each stage."""
     from rag.evaluation.gold import load_gold
     from rag.evaluation.runner import _corpus_files, eval_settings
-    from rag.ingest import expand_paths
+    from rag.ingestion.incremental import expand_paths
     from rag.pipeline import Pipeline
 
     corpus = Path(corpus or settings.corpus_dir)
@@ -200,13 +200,13 @@ def _chroma(tmp: Path, wanted: bool) -> Iterator[dict[str, str]]:
 
 
 def _free_port() -> int:
-    from rag.loopback import free_port
+    from rag.serving.loopback import free_port
 
     return free_port()
 
 
 def _wait(url: str, timeout: float) -> None:
-    from rag.loopback import wait_for_url
+    from rag.serving.loopback import wait_for_url
 
     if not wait_for_url(url, timeout):
         raise StoreUnavailable(f"{url} did not come up within {timeout:g} s")

@@ -149,7 +149,7 @@ def to_markdown(title: str, messages: list[dict[str, Any]]) -> str:
     """A chat as Markdown: each question, its answer with its [n] markers, and under it the numbered
     sources with their quotes. Article and model text is escaped: the file renders as plain text
     wherever it is opened (no live links or images from an article)."""
-    from rag.render import escape_markdown
+    from rag.serving.render import escape_markdown
 
     lines = [f"# {escape_markdown(title)}", ""]
     for message in messages:

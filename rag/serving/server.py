@@ -7,7 +7,7 @@
     GET  /sources, GET /healthz, GET /openapi.json, GET /docs
 
 Reads run concurrently in the worker pool; one ingest at a time (a second gets 409); readers keep
-the last published index until an ingest has finished (see rag.ingest).
+the last published index until an ingest has finished (see rag.ingestion.incremental).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def ingest(body: IngestRequest) -> dict[str, Any]:
         if not body.documents:
             return pipeline.ingest(rebuild=body.rebuild).to_dict()
-        from rag.uploads import save_upload
+        from rag.ingestion.uploads import save_upload
 
         saved = [save_upload(d.filename, require_text(d.text, f"the text of {d.filename!r}").encode("utf-8"),
                              settings)[0] for d in body.documents]
@@ -345,4 +345,4 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers == 1:
         uvicorn.run(app_from_env(), **options)
     else:
-        uvicorn.run("rag.server:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("rag.serving.server:app_from_env", factory=True, workers=workers, **options)

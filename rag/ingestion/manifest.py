@@ -80,7 +80,7 @@ class Manifest:
         data = {} if empty else _read(self.path)
         self.documents: dict[str, dict[str, Any]] = data.get("documents", {})
         self.indexed_at: float | None = data.get("indexed_at")
-        # What the documents' near-duplicate lists were computed from (`rag.ingest`): unchanged, they stand.
+        # What the documents' near-duplicate lists were computed from (`rag.ingestion.incremental`): unchanged, they stand.
         self.duplicates_key: str | None = data.get("duplicates_key")
 
     @classmethod

@@ -98,8 +98,8 @@ def _corpus(source: Path, chunks: int, root: Path, settings: Settings) -> int:
 
 def build_corpus(source: Path, chunks: int, target: Path, settings: Settings) -> int:
     """Write documents until they make about `chunks` chunks; returns how many were written."""
-    from rag.documents import Document
-    from rag.ingest import chunk_document
+    from rag.ingestion.documents import Document
+    from rag.ingestion.incremental import chunk_document
     from rag.text import sentence_spans
 
     target.mkdir(parents=True)
@@ -130,7 +130,7 @@ def _claims(source: Path, limit: int) -> list[str]:
 def _child(phase: str, root: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
     """Run one phase in a fresh interpreter; its JSON result, with its peak RSS."""
     environ = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.bench_scale", phase, str(root), *extra], env=environ,
+    proc = subprocess.Popen([sys.executable, "-m", "rag.evaluation.bench_scale", phase, str(root), *extra], env=environ,
                             stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -227,11 +227,11 @@ def _resumable_ingest(pipeline: Any, root: Path) -> dict[str, Any]:
 
 def _raw(root: Path, share: str = "1") -> dict[str, Any]:
     """The ONNX model alone on the texts the ingest must embed: each distinct chunk text and each distinct
-    sentence once (the ingest embeds a repeated text once, rag.ingest.EmbeddingCache). With a sample
+    sentence once (the ingest embeds a repeated text once, rag.ingestion.incremental.EmbeddingCache). With a sample
     share below 1, a random share of each, and the times divided by it (the model's cost is linear in
     the texts, and a random sample keeps their length mix)."""
-    from rag import sentence_store
-    from rag.embeddings import get_embedder
+    from rag.ingestion import sentence_store
+    from rag.embedding.models import get_embedder
     from rag.pipeline import Pipeline
 
     settings = Settings.from_env()

@@ -4,7 +4,7 @@ whole documents those chunks make up.
 Built by ingest from the collection's contents and saved under the data dir; loaded, never
 rebuilt, at query time. `ids_digest` records which chunk set it was built from, so a caller
 can tell when it no longer matches the collection. The document-level index scores an article by
-all its words (a question's terms are often spread over several chunks); `rag.search` fuses it
+all its words (a question's terms are often spread over several chunks); `rag.retrieval.search` fuses it
 with the chunk scores.
 """
 
@@ -67,7 +67,7 @@ class KeywordIndex:
     _documents: Any = None  # BM25 over whole documents (chunk texts joined in reading order)
     document_names: list[str] = field(default_factory=list)
     _tokens: "ChunkTokens | None" = field(default=None, repr=False)  # kept by a fresh build, for `save`
-    # The sentence vectors every indexed chunk carries (rag.sentence_store), when an ingest saw to it:
+    # The sentence vectors every indexed chunk carries (rag.ingestion.sentence_store), when an ingest saw to it:
     # the next ingest then need not read each chunk's metadata to find out.
     sentence_format: str | None = None
     id_set: frozenset[str] = field(init=False, repr=False)  # the published chunk ids, for filtering dense hits
