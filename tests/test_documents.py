@@ -83,6 +83,17 @@ def test_repeated_short_lines_across_documents_are_dropped(tmp_path):
     assert all("Share this story" not in d.text for d in docs)
 
 
+def test_a_line_other_indexed_documents_carry_is_chrome_in_a_document_read_alone(tmp_path):
+    (tmp_path / "a.txt").write_text("Harbour Ledger Markets Desk\n\nPort volumes fell by two percent in March.")
+    (tmp_path / "c.txt").write_text("Harbour Ledger Markets Desk\n\nFuel prices at the port rose again.")
+    [indexed], _ = load_documents([tmp_path / "a.txt"], 10_000)
+    [alone], _ = load_documents([tmp_path / "c.txt"], 10_000)
+    [beside], _ = load_documents([tmp_path / "c.txt"], 10_000, elsewhere=[indexed.short_lines])
+    assert "Harbour Ledger Markets Desk" in alone.text  # one document: nothing says the line is chrome
+    assert "Harbour Ledger Markets Desk" not in beside.text and beside.text == "Fuel prices at the port rose again."
+    assert beside.short_lines == alone.short_lines == indexed.short_lines != ""  # the line's digest, kept
+
+
 def test_a_title_shared_by_passages_of_one_article_stays_their_title(tmp_path):
     for name, body in (("a.txt", "Mount Logan\n\nMount Logan is the highest mountain in Canada."),
                        ("b.txt", "Mount Logan\n\nThe first ascent of Mount Logan was in 1925.")):

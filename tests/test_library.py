@@ -30,6 +30,24 @@ def test_an_upload_is_kept_in_the_data_dir_counted_on_its_own_and_named_by_its_f
     assert library.ingest(rebuild=True).documents == 3
 
 
+def test_an_upload_loses_the_chrome_its_site_shares_with_the_indexed_articles(settings, tmp_path):
+    """Lines repeated across articles are site chrome; an upload is read alone, so the lines of the
+    articles already indexed (kept in the manifest) are counted too, and a full ingest afterwards finds
+    the upload cleaned exactly as it would clean it, so nothing is embedded again."""
+    chrome = "Harbour Ledger Markets Desk\n\nGet the Morning Ledger in your inbox\n\n"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_text(chrome + "Port volumes fell by two percent in March as container traffic slowed.\n")
+    (site / "b.txt").write_text(chrome + "The harbour authority approved a new berth for bulk carriers on Tuesday.\n")
+    pipeline = Pipeline(settings)
+    pipeline.ingest([site, settings.uploads_dir])
+    pipeline.add_upload("fuel.txt", (chrome + "Fuel prices at the port rose for a third week running.\n").encode())
+    [hit] = pipeline.retrieve("Did fuel prices at the port rise?", 1)
+    assert hit.text == "Fuel prices at the port rose for a third week running."
+    again = pipeline.ingest([site, settings.uploads_dir])
+    assert (again.documents, again.unchanged, again.updated, again.embedded_chunks) == (3, 3, 0, 0)
+
+
 def test_removing_an_upload_takes_it_out_of_the_index_and_off_the_disk(library):
     path, _ = library.add_upload("venue.txt", VENUE)
     removed = library.remove(str(path))

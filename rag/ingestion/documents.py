@@ -31,6 +31,9 @@ class Document:
     author: str | None = None
     date: str | None = None  # as the article states it
     dropped_lines: list[str] = field(default_factory=list)
+    # Digests of its short heading-like lines (`short_line_keys`), kept in the manifest so that a later
+    # ingest of a few files counts them as lines the index's other documents carry.
+    short_lines: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,14 @@ def html_to_text(html: str) -> str:
     return body.get_text("\n")
 
 
-def load_documents(paths: Iterable[Path], max_bytes: int) -> tuple[list[Document], list[dict[str, str]]]:
-    """Read and clean every file; one bad file is skipped with its reason and the rest carry on."""
+def load_documents(paths: Iterable[Path], max_bytes: int, elsewhere: Iterable[str] = ()
+                   ) -> tuple[list[Document], list[dict[str, str]]]:
+    """Read and clean every file; one bad file is skipped with its reason and the rest carry on.
+
+    A short line that other documents carry too is site chrome (`repeated_short_lines`). `elsewhere`
+    holds the `short_lines` of the index's documents not read now, so an article ingested on its own (an
+    upload, one new file) loses the chrome its site shares with the articles already indexed, exactly as
+    it would in an ingest of the whole corpus."""
     raw: dict[str, str] = {}
     skipped: list[dict[str, str]] = []
     for path in paths:
@@ -156,17 +165,36 @@ def load_documents(paths: Iterable[Path], max_bytes: int) -> tuple[list[Document
             skipped.append({"path": str(path), "reason": str(exc)})
         except OSError as exc:
             skipped.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
-    repeated = repeated_short_lines(raw.values())
-    return [clean_document(source, text, repeated) for source, text in raw.items()], skipped
+    candidates = {source: _chrome_candidates(text) for source, text in raw.items()}
+    keys = {source: {_line_key(line) for line in lines} for source, lines in candidates.items()}
+    repeated = repeated_short_lines(candidates.values(), [*keys.values(), *(k.split() for k in elsewhere)])
+    docs = []
+    for source, text in raw.items():
+        doc = clean_document(source, text, repeated)
+        doc.short_lines = " ".join(sorted(keys[source]))
+        docs.append(doc)
+    return docs, skipped
 
 
-def repeated_short_lines(texts: Iterable[str]) -> frozenset[str]:
-    """Short non-sentence lines found in two or more documents: shared site chrome."""
-    limit = _rules().short_line_words
+def repeated_short_lines(candidates: Iterable[set[str]], keys: Iterable[Iterable[str]]) -> frozenset[str]:
+    """Of each document's short non-sentence lines (`candidates`), those found in two or more documents:
+    shared site chrome. `keys` holds every document's line digests (`_line_key`), these and the index's
+    others: they are what is counted."""
     counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update({ln.strip() for ln in text.splitlines() if _is_short(ln, limit) and is_heading(ln)})
-    return frozenset(line for line, n in counts.items() if n >= 2)
+    for document in keys:
+        counts.update(set(document))
+    return frozenset(line for lines in candidates for line in lines if counts[_line_key(line)] >= 2)
+
+
+def _chrome_candidates(text: str) -> set[str]:
+    limit = _rules().short_line_words
+    return {ln.strip() for ln in text.splitlines() if _is_short(ln, limit) and is_heading(ln)}
+
+
+def _line_key(line: str) -> str:
+    """A short digest of a line: 8 bytes make a chance collision between two lines of a 100k-document
+    index about 1 in 10^8 (and it would only drop a line that looks like chrome)."""
+    return hashlib.blake2b(line.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _is_short(line: str, limit: int) -> bool:

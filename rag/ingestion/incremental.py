@@ -219,14 +219,14 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     started = time.perf_counter()
     report = IngestReport()
     files, report.skipped, roots = expand_paths(paths)
-    docs, unreadable = load_documents(files, settings.max_file_bytes)
-    report.skipped += unreadable
     if rebuild and not _rebuilds_in_place(settings):
         _forget_derived_state(settings.data_dir)
         reset_store(settings)
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
     # A rebuild reads nothing of the old manifest: every document is described and embedded afresh.
     manifest = Manifest(settings.data_dir, empty=rebuild)
+    docs, unreadable = load_documents(files, settings.max_file_bytes, _short_lines_elsewhere(manifest, roots))
+    report.skipped += unreadable
 
     # Chunks that go are deleted only after the new chunk set is published, so a reader always has a
     # whole index: the old one until the keyword index and manifest are swapped in, the new one after.
@@ -236,6 +236,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     stored = StoredChunks.read(store, sentence_format, current, _key_of_source(manifest))
     before = {key: (entry["source"], entry["signature"], entry.get("duplicates", []))
               for key, entry in manifest.documents.items()}
+    short_lines_before = {key: entry.get("short_lines") for key, entry in manifest.documents.items()}
     keyed = [(str(Path(d.source).resolve()), d) for d in docs]  # the manifest's key: the absolute path
     _remove_deleted(manifest, stored, roots, {key for key, _ in keyed}, report, stale)
     as_is: set[str] = set()
@@ -251,7 +252,8 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     published = _refresh_keyword_index(store, settings.data_dir / "keyword", current, stale, set(manifest.documents),
                                        stored.path_of, sentence_format, reuse=not rebuild)
     unchanged = (len(as_is) == len(keyed) and not stale and not report.sentence_vectors_added
-                 and before == {k: (e["source"], e["signature"], e["duplicates"]) for k, e in manifest.documents.items()})
+                 and before == {k: (e["source"], e["signature"], e["duplicates"]) for k, e in manifest.documents.items()}
+                 and short_lines_before == {k: e.get("short_lines") for k, e in manifest.documents.items()})
     if not (unchanged and store.publication()[0] == ids_digest(published)):
         # (An ingest that changed nothing rewrites nothing, and servers have no new index to reload.)
         manifest.save()
@@ -262,6 +264,13 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
     report.chunks = store.count()
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _short_lines_elsewhere(manifest: Manifest, roots: list[Path]) -> list[str]:
+    """The `short_lines` of the indexed documents this ingest does not read: those outside the paths it
+    was given (documents under them are read now, or gone)."""
+    return [entry.get("short_lines", "") for key, entry in manifest.documents.items()
+            if not any(Path(key).is_relative_to(root) for root in roots)]
 
 
 def _published_keyword_index(settings: Settings) -> KeywordIndex | None:
@@ -411,6 +420,7 @@ def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stor
             report.unchanged += 1
             if as_is is not None:
                 as_is.add(key)
+            previous["short_lines"] = doc.short_lines  # (an index made before they were kept gets them)
             _save_text(settings.data_dir, doc)  # (a cheap check: it is there unless someone deleted it)
             yield key, doc, []
             continue
@@ -436,7 +446,7 @@ def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stor
             **_describe(doc), "chunks": len(chunks), "chunker": settings.chunker_id,
             "scanned_with": _scan_id(settings),
             "signature": minhash_signature(doc.text), "duplicates": [],
-            "dropped_lines": len(doc.dropped_lines),
+            "dropped_lines": len(doc.dropped_lines), "short_lines": doc.short_lines,
         }
         _save_text(settings.data_dir, doc)
         yield key, doc, fresh
