@@ -4,7 +4,8 @@ Embeds the benchmark's chunks once (chunked and cleaned as `rag ingest` does) an
 variants in memory, nDCG@10 over distinct documents (BEIR-comparable). The 809 claims are split in two
 halves by a hash of their id: a variant's free parameter is chosen on the first half ("tune") and the
 second half ("test") is reported beside it, so the gain of a change is read on questions it was not
-chosen on; "all" is the mean over every claim, the figure the issue's target names. Nothing here changes the product; it measures candidates for `rag.retrieval.search`.
+chosen on; "all" is the mean over every claim, the figure the issue's target names. Nothing here
+changes the product; it measures candidates for `rag.retrieval.search`.
 """
 
 from __future__ import annotations
