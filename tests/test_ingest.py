@@ -446,3 +446,69 @@ def test_an_ingest_that_changes_nothing_rewrites_and_publishes_nothing_unless_a_
     store.publish("a digest from a run that stopped halfway")  # as if the last publish never happened
     pipeline.ingest([corpus])
     assert store.publication()[0] == published and store.publication()[1] != generation
+
+
+def _aged(*paths: Path) -> None:
+    """Set the files' mtime an hour back: a file changed within two seconds of an ingest is read again
+    by the next one whatever its stat says (coarse file-system clocks)."""
+    import os
+    import time
+
+    for path in paths:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The files the ingest reads, in order."""
+    import rag.ingestion.documents as documents
+
+    seen: list[str] = []
+    real = documents.read_text
+
+    def counted(path, max_bytes):
+        seen.append(Path(path).name)
+        return real(path, max_bytes)
+
+    monkeypatch.setattr(documents, "read_text", counted)
+    return seen
+
+
+def test_a_reingest_reads_only_the_files_changed_since_the_last_one(settings, corpus, reads):
+    files = sorted(corpus.iterdir())
+    _aged(*files)
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])
+    reads.clear()
+    again = pipeline.ingest([corpus])
+    assert reads == [] and (again.unchanged, again.updated, again.embedded_chunks) == (2, 0, 0)
+    files[0].write_text("A correction was added to the top of this article on Friday, the editors said.\n\n"
+                        + files[0].read_text())
+    _aged(files[0])
+    edited = pipeline.ingest([corpus])
+    assert reads == [files[0].name] and (edited.unchanged, edited.updated) == (1, 1)
+    assert "correction was added" in pipeline.retrieve("Which correction did the editors add on Friday?", 1)[0].text
+
+
+def test_a_file_changed_just_before_an_ingest_is_read_again_by_the_next(settings, corpus, reads):
+    pipeline = Pipeline(settings)
+    pipeline.ingest([corpus])  # the fixture's files were written a moment ago
+    reads.clear()
+    assert pipeline.ingest([corpus]).embedded_chunks == 0 and len(reads) == 2
+
+
+def test_an_unread_file_is_read_again_when_a_new_article_makes_its_lines_chrome(settings, tmp_path, reads):
+    site = tmp_path / "site"
+    site.mkdir()
+    chrome = "Harbour Ledger Markets Desk\n\n"
+    (site / "a.txt").write_text(chrome + "Port volumes fell by two percent in March as container traffic slowed.\n")
+    _aged(site / "a.txt")
+    pipeline = Pipeline(settings)
+    pipeline.ingest([site])
+    assert "Harbour Ledger" in pipeline.retrieve("port volumes in March", 1)[0].text  # alone: not chrome
+    (site / "b.txt").write_text(chrome + "The harbour authority approved a new berth for bulk carriers.\n")
+    _aged(site / "b.txt")
+    reads.clear()
+    report = pipeline.ingest([site])
+    assert sorted(reads) == ["a.txt", "b.txt"] and (report.added, report.updated) == (1, 1)
+    assert pipeline.retrieve("port volumes in March", 1)[0].text.startswith("Port volumes fell")

@@ -19,6 +19,9 @@ from rag.text import content_terms, is_heading, sentence_spans, shingles
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 _MINHASH_SCHEME = "affine32"  # pinned: signatures are stored in the manifest and compared across runs
 _RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "boilerplate.toml"
+# Bump when reading or cleaning would make another text of the same file under the same rules: an ingest
+# leaves a file unread when its size and mtime, this version and the rules are what they were.
+CLEANING_VERSION = 1
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Document:
     # Digests of its short heading-like lines (`short_line_keys`), kept in the manifest so that a later
     # ingest of a few files counts them as lines the index's other documents carry.
     short_lines: str = ""
+    repeated_lines: str = ""  # of those, the ones other documents carried when it was cleaned
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,22 @@ def html_to_text(html: str) -> str:
     return body.get_text("\n")
 
 
+@lru_cache(maxsize=1)
+def cleaning_id() -> str:
+    """The cleaning rules' file and the cleaning's version, hashed."""
+    return hashlib.sha256(_RULES_FILE.read_bytes() + f"|cleaning-{CLEANING_VERSION}".encode()).hexdigest()[:16]
+
+
 def load_documents(paths: Iterable[Path], max_bytes: int, elsewhere: Iterable[str] = ()
                    ) -> tuple[list[Document], list[dict[str, str]]]:
     """Read and clean every file; one bad file is skipped with its reason and the rest carry on.
+    `elsewhere`: see `clean_files`."""
+    raw, skipped = read_files(paths, max_bytes)
+    return clean_files(raw, elsewhere), skipped
 
-    A short line that other documents carry too is site chrome (`repeated_short_lines`). `elsewhere`
-    holds the `short_lines` of the index's documents not read now, so an article ingested on its own (an
-    upload, one new file) loses the chrome its site shares with the articles already indexed, exactly as
-    it would in an ingest of the whole corpus."""
+
+def read_files(paths: Iterable[Path], max_bytes: int) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Each readable file's text by its path as given, and a reason for each file that is not."""
     raw: dict[str, str] = {}
     skipped: list[dict[str, str]] = []
     for path in paths:
@@ -165,25 +177,44 @@ def load_documents(paths: Iterable[Path], max_bytes: int, elsewhere: Iterable[st
             skipped.append({"path": str(path), "reason": str(exc)})
         except OSError as exc:
             skipped.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
+    return raw, skipped
+
+
+def clean_files(raw: dict[str, str], elsewhere: Iterable[str] = ()) -> list[Document]:
+    """Clean documents read together. A short line that other documents carry too is site chrome
+    (`repeated_short_lines`). `elsewhere` holds the `short_lines` of the index's documents not read
+    now, so an article ingested on its own (an upload, one new file) loses the chrome its site shares
+    with the articles already indexed, exactly as it would in an ingest of the whole corpus."""
     candidates = {source: _chrome_candidates(text) for source, text in raw.items()}
     keys = {source: {_line_key(line) for line in lines} for source, lines in candidates.items()}
-    repeated = repeated_short_lines(candidates.values(), [*keys.values(), *(k.split() for k in elsewhere)])
+    counts = line_counts([*keys.values(), *(k.split() for k in elsewhere)])
+    repeated = frozenset(line for lines in candidates.values() for line in lines if counts[_line_key(line)] >= 2)
     docs = []
     for source, text in raw.items():
         doc = clean_document(source, text, repeated)
         doc.short_lines = " ".join(sorted(keys[source]))
+        doc.repeated_lines = repeated_keys(doc.short_lines, counts)
         docs.append(doc)
-    return docs, skipped
+    return docs
 
 
-def repeated_short_lines(candidates: Iterable[set[str]], keys: Iterable[Iterable[str]]) -> frozenset[str]:
-    """Of each document's short non-sentence lines (`candidates`), those found in two or more documents:
-    shared site chrome. `keys` holds every document's line digests (`_line_key`), these and the index's
-    others: they are what is counted."""
+def short_line_keys(text: str) -> str:
+    """A raw text's `short_lines`: the digests of its short heading-like lines, space-separated."""
+    return " ".join(sorted({_line_key(line) for line in _chrome_candidates(text)}))
+
+
+def line_counts(documents: Iterable[Iterable[str]]) -> Counter[str]:
+    """In how many documents each short line's digest occurs (each document's digests given once)."""
     counts: Counter[str] = Counter()
-    for document in keys:
-        counts.update(set(document))
-    return frozenset(line for lines in candidates for line in lines if counts[_line_key(line)] >= 2)
+    for keys in documents:
+        counts.update(set(keys))
+    return counts
+
+
+def repeated_keys(short_lines: str, counts: Counter[str]) -> str:
+    """Of a document's `short_lines`, those two or more documents carry: the lines its cleaning dropped as
+    chrome. The same raw text with the same of these cleans to the same document."""
+    return " ".join(k for k in short_lines.split() if counts[k] >= 2)
 
 
 def _chrome_candidates(text: str) -> set[str]:

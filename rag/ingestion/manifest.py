@@ -1,7 +1,7 @@
 """The manifest: what the index knows about each document, kept under the data dir.
 
 documents[absolute path] -> {source, title, content_hash, publisher, author, date, chunks,
-signature, duplicates, dropped_lines, short_lines}. Ingest writes it (atomically, after the collection);
+signature, duplicates, dropped_lines, stat, short_lines, repeated_lines, cleaned_with}. Ingest writes it (atomically, after the collection);
 everything else only reads it, so `rag sources` needs neither Chroma nor the model.
 
 Beside it, `search.json` holds the little a question needs (the document count, stated dates, and
