@@ -181,18 +181,17 @@ def read_files(paths: Iterable[Path], max_bytes: int) -> tuple[dict[str, str], l
 
 
 def clean_files(raw: dict[str, str], elsewhere: Iterable[str] = ()) -> list[Document]:
-    """Clean documents read together. A short line that other documents carry too is site chrome
-    (`repeated_short_lines`). `elsewhere` holds the `short_lines` of the index's documents not read
-    now, so an article ingested on its own (an upload, one new file) loses the chrome its site shares
-    with the articles already indexed, exactly as it would in an ingest of the whole corpus."""
-    candidates = {source: _chrome_candidates(text) for source, text in raw.items()}
-    keys = {source: {_line_key(line) for line in lines} for source, lines in candidates.items()}
-    counts = line_counts([*keys.values(), *(k.split() for k in elsewhere)])
-    repeated = frozenset(line for lines in candidates.values() for line in lines if counts[_line_key(line)] >= 2)
+    """Clean documents read together. A short heading-like line that two or more documents carry is
+    site chrome. `elsewhere` holds the `short_lines` of the index's documents not read now, so an
+    article ingested on its own (an upload, one new file) loses the chrome its site shares with the
+    articles already indexed, exactly as it would in an ingest of the whole corpus."""
+    keyed = {source: {line: _line_key(line) for line in _chrome_candidates(text)} for source, text in raw.items()}
+    counts = line_counts([*(lines.values() for lines in keyed.values()), *(k.split() for k in elsewhere)])
+    repeated = frozenset(line for lines in keyed.values() for line, key in lines.items() if counts[key] >= 2)
     docs = []
     for source, text in raw.items():
         doc = clean_document(source, text, repeated)
-        doc.short_lines = " ".join(sorted(keys[source]))
+        doc.short_lines = " ".join(sorted(set(keyed[source].values())))
         doc.repeated_lines = repeated_keys(doc.short_lines, counts)
         docs.append(doc)
     return docs
@@ -212,8 +211,8 @@ def line_counts(documents: Iterable[Iterable[str]]) -> Counter[str]:
 
 
 def repeated_keys(short_lines: str, counts: Counter[str]) -> str:
-    """Of a document's `short_lines`, those two or more documents carry: the lines its cleaning dropped as
-    chrome. The same raw text with the same of these cleans to the same document."""
+    """Of a document's `short_lines`, those two or more documents carry: what its cleaning counts as
+    chrome (a title among them stays). The same raw text with the same of these cleans to the same text."""
     return " ".join(k for k in short_lines.split() if counts[k] >= 2)
 
 

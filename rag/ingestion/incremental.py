@@ -295,8 +295,8 @@ def _read_documents(files: list[Path], roots: list[Path], manifest: Manifest, st
         entry = manifest.documents.get(key)
         if (not rebuild and entry and stats[key] is not None and entry.get("stat") == stats[key]
                 and entry.get("cleaned_with") == cleaning_id()  # (written with short_lines and repeated_lines)
-                and entry.get("source") == display_path(Path(key), cwd) and entry.get("chunker") == settings.chunker_id
-                and entry.get("scanned_with") == _scan_id(settings) and len(stored.ids_of(key)) == entry.get("chunks")
+                and entry.get("source") == display_path(Path(key), cwd)
+                and _indexed_with_these_rules(entry, stored.ids_of(key), settings)
                 and (settings.data_dir / "texts" / f"{entry.get('content_hash')}.txt").exists()):
             maybe_unread[key] = path
         else:
@@ -523,9 +523,15 @@ def _plan(docs: list[tuple[str, Document]], manifest: Manifest, store: Any, stor
 def _indexed_as_is(doc: Document, previous: dict[str, Any] | None, present: set[str], settings: Settings) -> bool:
     """Whether the last ingest left this document exactly as this one would: same description (its
     cleaned text's hash among it), chunker and scan rules, and as many chunks stored as it made."""
-    return (bool(previous) and previous.get("chunker") == settings.chunker_id
-            and previous.get("scanned_with") == _scan_id(settings) and len(present) == previous.get("chunks")
+    return (_indexed_with_these_rules(previous, present, settings)
             and all(previous.get(field) == value for field, value in _describe(doc).items()))
+
+
+def _indexed_with_these_rules(previous: dict[str, Any] | None, present: set[str], settings: Settings) -> bool:
+    """Whether the last ingest indexed a document (its manifest entry) with this chunker and these scan
+    rules, and as many of its chunks as it made are stored."""
+    return (bool(previous) and previous.get("chunker") == settings.chunker_id
+            and previous.get("scanned_with") == _scan_id(settings) and len(present) == previous.get("chunks"))
 
 
 def _describe(doc: Document) -> dict[str, Any]:
