@@ -45,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score chunks embedded and keyword-indexed under their document's title")
     parser.add_argument("--title-field", action="store_true",
                         help="also score each document's title on its own (embedded alone) as a document bonus")
+    parser.add_argument("--sentences", action="store_true",
+                        help="also score each chunk by its best sentence, as stored at ingest (embeds ~50k sentences)")
     parser.add_argument("--vectors", type=Path, metavar="FILE.npz",
                         help="keep the chunk and claim vectors here and reuse them while the chunks are the same")
     args = parser.parse_args(argv)
     runs = collect(args.bench, Settings.from_env(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles,
-                   args.vectors, args.title_field)
+                   args.vectors, args.title_field, args.sentences)
     print(f"{'variant':<52} {'tune':>7} {'test':>7} {'all':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test, both in study(runs):
         print(f"{name:<52} {tune:>7.4f} {test:>7.4f} {both:>7.4f}")
@@ -57,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path | None = None,
-            title_field: bool = False) -> list[dict]:
-    """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents.
-    With `titles`, also the dense and BM25 rankings of chunks prefixed with their document's title
-    (chunks after a document's first do not contain it)."""
+            title_field: bool = False, sentences: bool = False) -> list[dict]:
+    """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents; a
+    dense ranking of whole documents (each the normalised mean of its chunks' vectors: no model call)
+    and BM25 over titles alone. With `titles`, also the dense and BM25 rankings of chunks prefixed with
+    their document's title (chunks after a document's first do not contain it); with `sentences`, each
+    chunk's best sentence cosine (its sentences embedded as an ingest stores them)."""
     from rag.ingestion.documents import load_documents
     from rag.embedding.models import get_embedder
     from rag.ingestion.incremental import chunk_document
@@ -99,8 +103,14 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
                                              dtype=np.float32)
         titled_keyword = KeywordIndex.build(ids, titled, owner)
     where = {i: n for i, n in zip(ids, owner)}
+    names = sorted(title_of)
+    position = {n: j for j, n in enumerate(names)}
+    document_vectors = np.zeros((len(names), vectors.shape[1]), dtype=np.float32)
+    np.add.at(document_vectors, [position[n] for n in owner], vectors)
+    document_vectors /= np.clip(np.linalg.norm(document_vectors, axis=1, keepdims=True), 1e-12, None)
+    title_keyword = KeywordIndex.build(names, [title_of[n] or n for n in names], names)
+    sentence_best = _sentence_scorer(texts, model, saved) if sentences else None
     if title_field:
-        names = sorted(title_of)
         title_file = saved.with_suffix(".titles.npz") if saved else None
         if title_file and title_file.exists() and list(np.load(title_file)["names"]) == names:
             title_vectors = np.load(title_file)["vectors"]
@@ -122,6 +132,12 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
                "dense": dense(vectors, query),
                "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
                "bm25_documents": document_hits}
+        similarity = document_vectors @ query
+        run["dense_documents"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
+        run["bm25_titles"] = title_keyword.search(row["question"], DEPTH)
+        if sentence_best is not None:
+            best = sentence_best(query)
+            run["sentences"] = [(f"{owner[j]}#{ids[j]}", float(best[j])) for j in np.argsort(-best)[:DEPTH]]
         if title_field:
             similarity = title_vectors @ query
             run["title_dense"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
@@ -130,6 +146,34 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
             run["bm25_titled"] = [(f"{where[i]}#{i}", s) for i, s in titled_keyword.search(row["question"], DEPTH)]
         runs.append(run)
     return runs
+
+
+def _sentence_scorer(texts: list[str], model, saved: Path | None) -> Callable[[np.ndarray], np.ndarray]:
+    """query vector -> each chunk's best sentence cosine, over the sentences an ingest stores for it
+    (rag.ingestion.sentence_store.spans_of), each distinct sentence embedded once."""
+    from rag.ingestion.sentence_store import spans_of
+
+    groups = [[s.text for s in spans_of(text, 0)] or [text] for text in texts]
+    distinct = list(dict.fromkeys(t for group in groups for t in group))
+    sentence_file = saved.with_suffix(".sentences.npz") if saved else None
+    key = hashlib.sha256(json.dumps(distinct).encode()).hexdigest()
+    if sentence_file and sentence_file.exists() and str(np.load(sentence_file)["key"]) == key:
+        vectors = np.load(sentence_file)["vectors"]
+    else:
+        print(f"embedding {len(distinct)} sentences…", file=sys.stderr)
+        vectors = np.asarray(model.get_text_embedding_batch(distinct), dtype=np.float32)
+        if sentence_file:
+            np.savez(sentence_file, key=key, vectors=vectors)
+    row = {t: j for j, t in enumerate(distinct)}
+    owner = np.concatenate([[i] * len(group) for i, group in enumerate(groups)])
+    rows = np.array([row[t] for group in groups for t in group])
+
+    def best(query: np.ndarray) -> np.ndarray:
+        scores = np.full(len(groups), -1.0, dtype=np.float32)
+        np.maximum.at(scores, owner, vectors[rows] @ query)
+        return scores
+
+    return best
 
 
 def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
@@ -158,11 +202,23 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
         scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
         d, c = max(scored, key=lambda w: scored[w][0])
         rows.append((f"score fusion, {depth} each: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
+    # Signals added to rag.retrieval.search's fusion, each scaled by its best score and added to a candidate
+    # document's best chunk (as the document's BM25 is): weight chosen on the tune half.
+    extra = [("dense over documents (mean of chunk vectors)", "dense_documents", False),
+             ("BM25 over titles", "bm25_titles", False)]
+    if "sentences" in runs[0]:
+        extra.append(("best sentence per chunk (as stored at ingest)", "sentences", True))
+    for label, key, chunked in extra:
+        rows.append((label, *score(runs, lambda r, k=key: r[k])))
+        scored = {w: score(runs, lambda r, w=w, k=key, c=chunked: with_signal(r, k, w, c))
+                  for w in (0.02, 0.05, 0.1, 0.2, 0.3)}
+        weight = max(scored, key=lambda w: scored[w][0])
+        rows.append((f"rag.retrieval.search + {weight} x {key} (tuned)", *scored[weight]))
     if "title_dense" in runs[0]:
         rows.append(("dense, titles alone (documents)", *score(runs, lambda r: r["title_dense"])))
         for weight in (0.05, 0.1, 0.15, 0.2, 0.3):
             rows.append((f"rag.retrieval.search + title similarity x {weight} to a document's best chunk",
-                         *score(runs, lambda r, w=weight: with_title(r, w))))
+                         *score(runs, lambda r, w=weight: with_signal(r, "title_dense", w, False))))
     if "dense_titled" in runs[0]:
         rows.append(("dense, chunks under their title", *score(runs, lambda r: r["dense_titled"])))
         rows.append(("BM25, chunks under their title", *score(runs, lambda r: r["bm25_titled"])))
@@ -186,18 +242,18 @@ def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = C
                      {n: n.split("#")[0] for n in names}, (dense, chunk, 1 - dense - chunk)).items())
 
 
-def with_title(run: dict, weight: float) -> Ranking:
-    """rag.retrieval.search's fusion, then each candidate document's title similarity (divided by the best title's)
-    added to its best chunk."""
+def with_signal(run: dict, key: str, weight: float, chunked: bool) -> Ranking:
+    """rag.retrieval.search's fusion, then `run[key]` (divided by its best score) added to each candidate
+    document's best chunk, times `weight`; a chunk-level signal counts at its document's best chunk."""
     fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
-    titles = dict(run["title_dense"])
-    best = max(titles.values(), default=0.0) or 1.0
+    signal = dict(best_per_document(run[key]) if chunked else run[key])
+    best = max(signal.values(), default=0.0) or 1.0
     seen: set[str] = set()
     for name in sorted(fused, key=lambda n: -fused[n]):
         document = name.split("#")[0]
         if document not in seen:
             seen.add(document)
-            fused[name] += weight * titles.get(document, 0.0) / best
+            fused[name] += weight * signal.get(document, 0.0) / best
     return list(fused.items())
 
 
