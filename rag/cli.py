@@ -275,7 +275,7 @@ class _progress_bar:
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.pipeline import Pipeline, require_index
 
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, read_only=True)
     require_index(pipeline)
     answer = pipeline.ask(args.question, args.history, k=args.k, mode=args.mode)
     if args.json:
@@ -308,7 +308,7 @@ def _llm_server(args: argparse.Namespace, settings: Settings) -> int:
 def _retrieve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.pipeline import Pipeline, require_index
 
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, read_only=True)
     require_index(pipeline)
     passages = pipeline.retrieve(args.query, args.k)
     if args.json:

@@ -33,9 +33,13 @@ def clean_question(question: str, max_chars: int) -> str:
 class Pipeline:
     """Opens the store and models once; every surface (CLI, app, API) goes through one of these."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, read_only: bool = False) -> None:
+        """`read_only`: this pipeline only answers (the CLI's `ask` and `retrieve`), so an embedded store is
+        opened through Chroma's engine without the chromadb package (`vectorstore.chroma._EngineClient`:
+        ~1 s less of a cold start), and `ingest` is refused."""
         self.settings = settings or Settings.from_env()
         self.settings.check_data_dir(write=False)
+        self.read_only = read_only
         self._searcher = None
         self._checked = 0.0
 
@@ -44,6 +48,8 @@ class Pipeline:
                progress: Callable[[int, int], None] | None = None):
         from rag.ingestion.incremental import ingest
 
+        if self.read_only:
+            raise RuntimeError("this Pipeline was opened read_only: make another one to ingest")
         report = ingest(paths, self.settings, rebuild=rebuild, progress=progress)
         self._searcher = None  # the next query sees the new index
         return report
@@ -160,7 +166,7 @@ class Pipeline:
         with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
             embedder = loader.submit(get_embedder, self.settings)
             local_keyword = loader.submit(KeywordIndex.load, self.settings.data_dir / "keyword")
-            store = open_store(self.settings, model, embedding_dimension(model), create=False)
+            store = open_store(self.settings, model, embedding_dimension(model), create=False, reader=self.read_only)
             view = Manifest.search_view(self.settings.data_dir)
             published, generation = store.publication()  # read first: a later publish makes the next refresh reopen
             keyword = self._keyword_index(store, published, local_keyword.result())

@@ -219,9 +219,86 @@ def _client(settings: Settings) -> Any:
 HNSW_SYNC_THRESHOLD = 100
 
 
-def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True) -> ChunkStore:
-    """The chunk collection, refusing one built with another embedding model."""
-    client = _client(settings)
+# The chromadb release whose storage engine `_EngineClient` drives (tests/test_store_engine.py checks it
+# against PersistentClient on the same files); with any other installed, readers use PersistentClient.
+ENGINE_CHECKED_WITH = "1.5.9"
+_TENANT, _DATABASE = "default_tenant", "default_database"  # chromadb's defaults, where PersistentClient keeps it
+
+
+class _EngineCollection:
+    """The reading half of a chromadb `Collection`, on Chroma's engine (see `_EngineClient`): the same calls
+    with the same results, as plain dicts."""
+
+    def __init__(self, bindings: Any, model: Any) -> None:
+        self._bindings, self.id, self.name = bindings, str(model.id), model.name
+        self.metadata, self.configuration_json = model.metadata, model.configuration
+
+    def count(self) -> int:
+        return self._bindings.count(self.id, _TENANT, _DATABASE)
+
+    def get(self, ids: Sequence[str] | None = None, where: dict | None = None, limit: int | None = None,
+            offset: int | None = None, include: Sequence[str] = ("documents", "metadatas")) -> dict[str, Any]:
+        import json
+
+        got = self._bindings.get(self.id, list(ids) if ids is not None else None, json.dumps(where) if where else None,
+                                 limit, offset or 0, None, list(include), _TENANT, _DATABASE)
+        return {"ids": got.ids, "documents": got.documents, "metadatas": got.metadatas}
+
+    def query(self, query_embeddings: Sequence[Sequence[float]], n_results: int, where: dict | None = None,
+              include: Sequence[str] = ("distances",)) -> dict[str, Any]:
+        import json
+
+        got = self._bindings.query(self.id, None, [list(map(float, e)) for e in query_embeddings], n_results,
+                                   json.dumps(where) if where else None, None, list(include), _TENANT, _DATABASE)
+        return {"ids": got.ids, "distances": got.distances}
+
+
+class _EngineClient:
+    """An embedded store opened for reading through Chroma's own storage engine (`chromadb_rust_bindings`, the
+    Rust core every embedded `PersistentClient` runs on: same files, same code), without the chromadb Python
+    package around it. Importing that package and opening a client cost ~1 s and ~60 MB of a cold `rag ask`
+    (its pydantic models, telemetry, HTTP client and embedding functions, none of which a reader uses);
+    the engine opens in ~0.06 s. Only reading: writers and servers use PersistentClient."""
+
+    def __init__(self, path: str) -> None:
+        import resource
+
+        import chromadb_rust_bindings as engine
+
+        config = engine.SqliteDBConfig(hash_type=engine.MigrationHash.MD5,  # chromadb's defaults; Validate: a
+                                       migration_mode=engine.MigrationMode.Validate,  # store needing a migration
+                                       url=f"{path}/chroma.sqlite3")  # fails here, and PersistentClient applies it
+        # As chromadb sizes it: an HNSW index holds 5 files open.
+        self._bindings = engine.Bindings(allow_reset=False, sqlite_db_config=config, persist_path=path,
+                                         hnsw_cache_size=resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 5)
+
+    def get_collection(self, name: str, embedding_function: Any = None) -> _EngineCollection:
+        return _EngineCollection(self._bindings, self._bindings.get_collection(name, _TENANT, _DATABASE))
+
+
+def _engine_client(settings: Settings) -> _EngineClient | None:
+    """The engine reader of an embedded store, when the installed chromadb is the release it was checked
+    with and the store opens that way; None: use PersistentClient."""
+    import importlib.util
+
+    path = settings.data_dir / "chroma"
+    spec = importlib.util.find_spec("chromadb_rust_bindings")
+    if settings.chroma_host or spec is None or spec.origin is None or not (path / "chroma.sqlite3").is_file():
+        return None
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    if not os.path.isdir(os.path.join(site, f"chromadb-{ENGINE_CHECKED_WITH}.dist-info")):
+        return None
+    try:
+        return _EngineClient(str(path))
+    except Exception:  # a store needing a migration, a damaged file: PersistentClient decides what it is
+        return None
+
+
+def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True,
+               reader: bool = False) -> ChunkStore:
+    """The chunk collection, refusing one built with another embedding model. `reader` (with create=False):
+    the process only reads, so an embedded store may be opened through Chroma's engine (`_EngineClient`)."""
+    client = (_engine_client(settings) if reader and not create else None) or _client(settings)
     contract = {"embed_model": model, "embed_dim": dimension or 0, "chunker": settings.chunker_id,
                 "hnsw:space": "cosine", "hnsw:sync_threshold": HNSW_SYNC_THRESHOLD}
     try:
