@@ -265,9 +265,10 @@ class _EngineClient:
 
         import chromadb_rust_bindings as engine
 
-        config = engine.SqliteDBConfig(hash_type=engine.MigrationHash.MD5,  # chromadb's defaults; Validate: a
-                                       migration_mode=engine.MigrationMode.Validate,  # store needing a migration
-                                       url=f"{path}/chroma.sqlite3")  # fails here, and PersistentClient applies it
+        # chromadb's migration hash; Validate rather than Apply: a store that needs a migration fails to open
+        # here, and PersistentClient (the fallback) applies it.
+        config = engine.SqliteDBConfig(hash_type=engine.MigrationHash.MD5, migration_mode=engine.MigrationMode.Validate,
+                                       url=f"{path}/chroma.sqlite3")
         # As chromadb sizes it: an HNSW index holds 5 files open.
         self._bindings = engine.Bindings(allow_reset=False, sqlite_db_config=config, persist_path=path,
                                          hnsw_cache_size=resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 5)
