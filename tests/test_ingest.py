@@ -372,7 +372,7 @@ def test_keyword_index_reads_and_tokenizes_only_new_chunks_and_equals_a_fresh_bu
     monkeypatch.undo()
     saved = KeywordIndex.load(settings.data_dir / "keyword")
     fresh = KeywordIndex.from_records(*pipeline.searcher.store.all_chunks(KeywordIndex.RECORD_FIELDS))
-    assert saved.ids == fresh.ids and saved.source_of == fresh.source_of
+    assert saved.ids == fresh.ids and saved.chunks == fresh.chunks
     for query in ("Budapest summit cancelled", "oil sanctions Rosneft Lukoil", "Trump Putin phone call"):
         got, want = saved.search_both(query, 10, 10), fresh.search_both(query, 10, 10)
         for mine, theirs in zip(got, want):

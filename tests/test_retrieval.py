@@ -4,7 +4,7 @@ import pytest
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from rag.retrieval.keyword import KeywordIndex
+from rag.retrieval.keyword import ChunkDocuments, KeywordIndex
 
 # (question, the seed that must be among the top 3 passages' sources)
 QUESTIONS = [
@@ -96,7 +96,7 @@ def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
     index = KeywordIndex.build(ids, texts, ["a", "a", "b", "b", "c"])
     chunks, documents = index.search_both("Budapest summit ceasefire talks", 5, 5)
     assert [name for name, _ in documents][0] == "a"
-    fused = fuse([("a1", 0.6), ("b1", 0.6)], [c for c in chunks if c[0] in ("a1", "b1")], documents, index.source_of)
+    fused = fuse([("a1", 0.6), ("b1", 0.6)], [c for c in chunks if c[0] in ("a1", "b1")], documents, index.chunks)
     assert fused["a1"] > fused["b1"]
     assert fuse([], [], [], {}) == {}
     lonely = fuse([("x", -0.1), ("y", -0.2)], [], [], {})  # nothing similar, no keyword hit: still ranked
@@ -107,7 +107,7 @@ def test_keyword_index_round_trip_keeps_documents(tmp_path):
     index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"])
     index.save(tmp_path / "keyword")
     loaded = KeywordIndex.load(tmp_path / "keyword")
-    assert loaded.current and loaded.source_of == {"x": "one", "y": "two"}
+    assert loaded.current and loaded.chunks == {"x": "one", "y": "two"}
     assert loaded.search_both("Rosneft", 2, 2) == index.search_both("Rosneft", 2, 2)
     assert loaded.search_both("Rosneft", 2, 2)[1][0][0] == "two"
     # read from the mapped files, through plain array views (a memmap slice costs Python code per search)
@@ -115,6 +115,47 @@ def test_keyword_index_round_trip_keeps_documents(tmp_path):
 
     data = loaded._bm25.scores["data"]
     assert type(data) is np.ndarray and isinstance(data.base, np.memmap)
+
+
+def test_an_index_of_format_2_is_read_as_it_is(tmp_path):
+    """Format 2 kept the chunk ids and their documents in ids.json; such an index is read, not rebuilt."""
+    import json
+
+    index = KeywordIndex.build(["x", "y", "z"], ["Lukoil sanctions", "Rosneft exports", "Rosneft Lukoil"],
+                               ["one", "two", "two"])
+    index.save(tmp_path / "keyword")
+    meta_file = tmp_path / "keyword" / "ids.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "format": 2, "ids": index.ids, "sources": index.sources}))
+    for name in ChunkDocuments.FILES:
+        (tmp_path / "keyword" / name).unlink()
+    loaded = KeywordIndex.load(tmp_path / "keyword")
+    assert loaded.current and loaded.chunks == {"x": "one", "y": "two", "z": "two"}
+    assert loaded.search_both("Rosneft", 3, 3) == index.search_both("Rosneft", 3, 3)
+
+
+def test_chunk_documents_look_up_ids_exactly():
+    """Ids of any length and script: none is found by a prefix or a longer id (numpy compares byte strings
+    padded with NULs: an id ending in NUL would match its prefix, and ingest's ids are hex digests)."""
+    names = ["a.txt", "b.txt"]
+    ids = ["zeta", "b", "ab", "Łódź-1", "abc"]
+    chunks = ChunkDocuments.of(ids, ["a.txt", "b.txt", "a.txt", "b.txt", "b.txt"], names)
+    assert [chunks.id_at(n) for n in range(len(ids))] == ids == chunks.ids() == list(chunks)
+    assert dict(chunks) == {"zeta": "a.txt", "b": "b.txt", "ab": "a.txt", "Łódź-1": "b.txt", "abc": "b.txt"}
+    for absent in ("a", "abcd", "zeta2", "", "Łódź", "Łódź-12"):
+        assert absent not in chunks and chunks.get(absent) is None and chunks.position(absent) is None
+    assert chunks.sources() == ["a.txt", "b.txt", "a.txt", "b.txt", "b.txt"]
+    unknown = ChunkDocuments.of(ids, None, [])  # an index of format 1: ids without documents
+    assert "ab" in unknown and unknown["ab"] == "" and not unknown.known and unknown.sources() is None
+    assert len(ChunkDocuments.of([], [], [])) == 0 and "x" not in ChunkDocuments.of([], [], [])
+
+
+def test_both_keyword_indexes_share_one_vocabulary_when_saved_alike(tmp_path):
+    index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"])
+    index.save(tmp_path / "keyword")
+    loaded = KeywordIndex.load(tmp_path / "keyword")
+    assert loaded._documents.vocab_dict is loaded._bm25.vocab_dict
+    assert loaded._documents.unique_token_ids_set is loaded._bm25.unique_token_ids_set
 
 
 def test_an_index_saved_without_its_document_part_is_rebuilt_on_open(tmp_path):
@@ -128,8 +169,8 @@ def test_an_index_saved_without_its_document_part_is_rebuilt_on_open(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", corpus_dir=PROJECT_DIR / "seeds")
     Pipeline(settings).ingest(paths=[PROJECT_DIR / "seeds" / "004_936fb12f57722203.txt"])
     meta_file = settings.data_dir / "keyword" / "ids.json"
-    meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({"digest": meta["digest"], "ids": meta["ids"]}))  # format 1
+    saved = KeywordIndex.load(settings.data_dir / "keyword")
+    meta_file.write_text(json.dumps({"digest": saved.digest, "ids": saved.ids}))  # format 1
     assert not KeywordIndex.load(settings.data_dir / "keyword").current
     assert Pipeline(settings).retrieve("Tomahawk missiles", k=1)[0].keyword_score > 0
     assert KeywordIndex.load(settings.data_dir / "keyword").current

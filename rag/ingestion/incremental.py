@@ -428,8 +428,9 @@ class StoredChunks:
         known: dict[str, str] = {}
         if (published is not None and key_of_source and published.sentence_format == sentence_format
                 and published.digest == store.publication()[0]):
+            source_of = dict(zip(published.ids, published.sources or []))
             for chunk_id in ids:
-                key = key_of_source.get(published.source_of.get(chunk_id, ""))
+                key = key_of_source.get(source_of.get(chunk_id, ""))
                 if key is not None:
                     known[chunk_id] = key
         for chunk_id, key in known.items():
@@ -745,7 +746,7 @@ def _refresh_keyword_index(store: Any, directory: Path, current: KeywordIndex | 
     # The chunks the last index had keep their tokens and documents; only new ones are read and tokenized.
     reuse = reuse and current is not None and current.current  # (`rag ingest --rebuild` tokenizes every chunk)
     tokens = current.chunk_tokens(directory) if reuse else ChunkTokens()
-    source_of = dict(current.source_of) if reuse else {}
+    source_of = dict(zip(current.ids, current.sources or [])) if reuse else {}
     new = [i for i in ids if i not in tokens.arrays or i not in source_of]
     records = store.get(new, KeywordIndex.RECORD_FIELDS) if new else {}
     tokens.add(list(records), [text for text, _ in records.values()])

@@ -110,9 +110,11 @@ class HybridSearch:
         vector = query_vector if query_vector is not None else self._embedder.get_query_embedding(query)
         dense = self._dense_query(vector, candidates)
         keyword, documents = self._keyword.search_both(query, candidates, candidates) if self._keyword else ([], [])
+        source_of: dict[str, str] = {}
         if self._keyword:  # only chunks the published keyword index knows: never half of an ingest in progress
-            dense = [(i, score) for i, score in dense if i in self._keyword.id_set]
-        fused = fuse(dense, keyword, documents, self._keyword.source_of if self._keyword else {})
+            source_of = self._keyword.chunks.documents_of({i: None for i, _ in (*dense, *keyword)})
+            dense = [(i, score) for i, score in dense if i in source_of]
+        fused = fuse(dense, keyword, documents, source_of)
         order = sorted(fused, key=lambda i: (-fused[i], i))
         dense_scores, keyword_scores = dict(dense), dict(keyword)
         kept: list[Passage] = []

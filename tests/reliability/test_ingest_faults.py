@@ -30,7 +30,7 @@ keyword = KeywordIndex.load(p.settings.data_dir / "keyword")
 hits = p.retrieve("Why was the Budapest summit cancelled?", k=5)
 print(json.dumps({"ids": ids, "documents": {d["source"]: d["chunks"] for d in p.sources()},
                   "published": store.published(), "keyword": keyword.digest, "digest": ids_digest(ids),
-                  "hits_published": all(h.id in keyword.id_set for h in hits) and len(hits) == 5}))
+                  "hits_published": all(h.id in keyword.chunks for h in hits) and len(hits) == 5}))
 """
 
 

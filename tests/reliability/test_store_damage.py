@@ -111,6 +111,14 @@ def _damage_file(data, kind):
     elif kind == "keyword-ids-truncated":
         path = data / "keyword" / "ids.json"
         path.write_bytes(path.read_bytes()[:50])
+    elif kind == "keyword-chunk-ids-truncated":
+        path = data / "keyword" / "chunk_ids.npy"
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "keyword-chunk-order-wrong":  # a well-formed array that no longer sorts the ids
+        import numpy as np
+
+        path = data / "keyword" / "chunk_order.npy"
+        np.save(path, np.load(path)[::-1].copy())
     elif kind == "keyword-model-deleted":
         shutil.rmtree(data / "keyword" / "bm25")
     elif kind == "keyword-arrays-truncated":
@@ -126,7 +134,7 @@ def _damage_file(data, kind):
 
 
 @pytest.mark.parametrize("kind", ["manifest-truncated", "keyword-ids-deleted", "keyword-model-deleted",
-                                  "keyword-arrays-truncated", "sqlite-truncated", "chroma-dir-is-a-file"])
+                                  "keyword-arrays-truncated", "keyword-chunk-ids-truncated", "keyword-chunk-order-wrong", "sqlite-truncated", "chroma-dir-is-a-file"])
 def test_every_damaged_file_gets_the_one_message_and_the_rebuild_needs_none_of_them(healthy, tmp_path, kind):
     source, before = healthy
     data = tmp_path / "data"
