@@ -67,9 +67,9 @@ class ChunkDocuments(Mapping[str, str]):
     sorts them, each chunk's document as a number into `names`) rather than as Python strings, a set
     and a dict: at 100k chunks those took ~38 MB of every process that searches (tracemalloc), a tenth
     of a cold `rag ask`'s memory, and reading them from JSON 0.08 s of its start (now 0.03 s, with the
-    digest check). A look-up is a
-    binary search (`np.searchsorted`) for a question's few dozen candidates at once, ~60 µs. (numpy's
-    byte strings drop trailing NULs: ingest's chunk ids are hex digests, and no id ends in one.)"""
+    digest check). A look-up is a binary search (`np.searchsorted`) for a question's few dozen
+    candidates at once, ~60 µs. (numpy's byte strings drop trailing NULs: ingest's chunk ids are hex
+    digests, and no id ends in one.)"""
 
     FILES = ("chunk_ids.npy", "chunk_order.npy", "chunk_documents.npy")
 
