@@ -134,6 +134,27 @@ def test_an_index_of_format_2_is_read_as_it_is(tmp_path):
     assert loaded.search_both("Rosneft", 3, 3) == index.search_both("Rosneft", 3, 3)
 
 
+def test_the_next_ingest_writes_an_index_of_format_2_anew(tmp_path):
+    import json
+
+    from rag import Pipeline, Settings
+    from rag.config import PROJECT_DIR
+
+    seed = PROJECT_DIR / "seeds" / "004_936fb12f57722203.txt"
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=PROJECT_DIR / "seeds")
+    Pipeline(settings).ingest(paths=[seed])
+    directory = settings.data_dir / "keyword"
+    index = KeywordIndex.load(directory)
+    meta = json.loads((directory / "ids.json").read_text())
+    (directory / "ids.json").write_text(json.dumps({**meta, "format": 2, "ids": index.ids, "sources": index.sources}))
+    for name in ChunkDocuments.FILES:
+        (directory / name).unlink()
+    assert KeywordIndex.load(directory).saved_format == 2
+    Pipeline(settings).ingest(paths=[seed])  # nothing new to embed; the index is written in this version's format
+    again = KeywordIndex.load(directory)
+    assert again.saved_format == 3 and again.chunks == index.chunks and again.digest == index.digest
+
+
 def test_chunk_documents_look_up_ids_exactly():
     """Ids of any length and script: none is found by a prefix or a longer id (numpy compares byte strings
     padded with NULs: an id ending in NUL would match its prefix, and ingest's ids are hex digests)."""

@@ -24,7 +24,7 @@ from rag.ingestion.documents import (SUPPORTED_SUFFIXES, Document, clean_files, 
                                      minhash_signature, near_duplicate_groups, read_files, regroup_near_duplicates,
                                      repeated_keys, short_line_keys)
 from rag.errors import EmbeddingFailed, InputRejected, RagError, StoreBusy, StoreDamaged
-from rag.retrieval.keyword import ChunkTokens, KeywordIndex, ids_digest
+from rag.retrieval.keyword import FORMAT, ChunkTokens, KeywordIndex, ids_digest
 from rag.ingestion.manifest import Manifest
 from rag.text import is_valid_text
 
@@ -741,7 +741,7 @@ def _refresh_keyword_index(store: Any, directory: Path, current: KeywordIndex | 
     all of them carry, recorded with the index (None: not known)."""
     ids = sorted(i for i, path in path_of.items() if i not in exclude and path in documents)
     if (current is not None and current.current and current.digest == ids_digest(ids)
-            and current.sentence_format == sentence_format):
+            and current.sentence_format == sentence_format and current.saved_format == FORMAT):
         return current.ids
     # The chunks the last index had keep their tokens and documents; only new ones are read and tokenized.
     reuse = reuse and current is not None and current.current  # (`rag ingest --rebuild` tokenizes every chunk)

@@ -168,6 +168,7 @@ class KeywordIndex:
     # The sentence vectors every indexed chunk carries (rag.ingestion.sentence_store), when an ingest saw to it:
     # the next ingest then need not read each chunk's metadata to find out.
     sentence_format: str | None = None
+    saved_format: int = FORMAT  # the format it was read in (an older one is written anew by the next ingest)
 
     RECORD_FIELDS = ("source",)  # what `from_records` reads of each chunk's metadata
 
@@ -303,7 +304,7 @@ class KeywordIndex:
         if digest != ids_digest(chunks.ids()):
             raise StoreDamaged("the keyword index does not match its own ids")
         return cls(chunks=chunks, digest=digest, _bm25=_unwrapped(bm25), _documents=_unwrapped(documents),
-                   sentence_format=meta.get("sentence_format"))
+                   sentence_format=meta.get("sentence_format"), saved_format=version)
 
 
 def _bytes_array(texts: Sequence[str]) -> Any:
