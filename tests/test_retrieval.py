@@ -220,7 +220,7 @@ def test_keyword_scores_equal_bm25s_own_index():
     import Stemmer
     from conftest import SEEDS
 
-    from rag.retrieval.keyword import ChunkTokens, _bm25_of, import_bm25s
+    from rag.retrieval.keyword import ChunkTokens, _bm25_of, _top, import_bm25s, query_words
 
     texts = [line for line in (SEEDS / "004_936fb12f57722203.txt").read_text().split("\n") if line.strip()]
     texts += ["", "the and of", "Sanctions sanctions SANCTIONS on oil", "oil"]  # empty, stop words only, repeats
@@ -247,3 +247,17 @@ def test_keyword_scores_equal_bm25s_own_index():
         d1, s1 = mine.retrieve(q, k=5, show_progress=False)
         d2, s2 = theirs.retrieve(q, k=5, show_progress=False)
         assert d1.tolist() == d2.tolist() and np.allclose(s1, s2, rtol=1e-6)
+    # and the search reads them as bm25s's `retrieve` does: every document's score (words repeated count
+    # again; unknown and stop words count nothing), the best first
+    for query in ("oil sanctions", "Rosneft Lukoil", "Trump", "oil oil sanctions", "Zanzibar oil", "the and of"):
+        q = bm25s.tokenize([query], stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
+        words = query_words(query)
+        assert sorted(words) == sorted(w for w in (dict(map(reversed, q.vocab.items()))[i] for i in q.ids[0]) if w)
+        got = _top(theirs, words, len(texts), str)
+        if not any(w in theirs.vocab_dict for w in words):
+            assert got == []
+            continue
+        d2, s2 = theirs.retrieve(q, k=len(texts), show_progress=False)
+        want = {str(d): s for d, s in zip(d2[0].tolist(), s2[0].tolist()) if s > 0}
+        assert dict(got) == pytest.approx(want, rel=1e-6)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True) and len(got) > 1
