@@ -86,6 +86,13 @@ def test_bad_setting_from_the_environment(capsys, monkeypatch, tmp_path):
     assert code == 2 and "RAG_CHUNK_SIZE='lots' is not a valid int" in err
 
 
+@pytest.mark.parametrize("module", ["rag", "rag.cli"])
+def test_python_dash_m_runs_the_program(module, tmp_path):
+    done = subprocess.run([sys.executable, "-m", module, "ask", "   "], capture_output=True, text=True,
+                          env={**os.environ, "RAG_DATA_DIR": str(tmp_path / "data")}, timeout=120)
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_console_script_help_is_instant_and_light():
     # `rag --help` and `rag sources` must not import the heavy stack.
     probe = ("import sys, rag.cli; rag.cli._parser(); "
