@@ -186,6 +186,9 @@ def test_library_export_and_chat_list_in_the_browser(app_url):
         chat.press("Enter")
         page.locator('a[href="#sources-0"]:not([aria-label])').first.wait_for(timeout=60_000)
         sidebar = page.locator("[data-testid='stSidebar']")
+        # The answer's rerun re-renders the sidebar: a click on a download button it is replacing starts no
+        # download (seen once under the full suite's load), so wait until the script has finished running.
+        page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=60_000)
 
         sidebar.get_by_text("This chat", exact=True).click()
         with page.expect_download() as download:
