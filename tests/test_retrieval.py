@@ -4,7 +4,7 @@ import pytest
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from rag.retrieval.keyword import ChunkDocuments, KeywordIndex
+from rag.retrieval.keyword import ChunkDocuments, KeywordIndex, ids_digest
 
 # (question, the seed that must be among the top 3 passages' sources)
 QUESTIONS = [
@@ -162,6 +162,7 @@ def test_chunk_documents_look_up_ids_exactly():
     ids = ["zeta", "b", "ab", "Łódź-1", "abc"]
     chunks = ChunkDocuments.of(ids, ["a.txt", "b.txt", "a.txt", "b.txt", "b.txt"], names)
     assert [chunks.id_at(n) for n in range(len(ids))] == ids == chunks.ids() == list(chunks)
+    assert chunks.digest() == ids_digest(ids)  # (the same digest as from the strings, "Łódź-1" included)
     assert dict(chunks) == {"zeta": "a.txt", "b": "b.txt", "ab": "a.txt", "Łódź-1": "b.txt", "abc": "b.txt"}
     for absent in ("a", "abcd", "zeta2", "", "Łódź", "Łódź-12"):
         assert absent not in chunks and chunks.get(absent) is None and chunks.position(absent) is None
