@@ -276,9 +276,11 @@ class BodyLimit:
 
 def _auth(settings: Settings, *, write: bool):
     """A dependency checking `Authorization: Bearer <token>`: always for writes, for reads when configured.
-    Any header content gets 401, never 500: tokens are compared as UTF-8 bytes, in constant time."""
+    Any header content gets 401, never 500: tokens are compared as UTF-8 bytes, in constant time.
+    `async` though it awaits nothing: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    hop on every request for a few comparisons."""
 
-    def check(authorization: str | None = Header(default=None)) -> None:
+    async def check(authorization: str | None = Header(default=None)) -> None:
         accepted = [settings.api_token] if write else [settings.api_read_token, settings.api_token]
         if write and not settings.api_token:
             raise _HTTPError(403, "ingest over HTTP is disabled: start the server with RAG_API_TOKEN set")
