@@ -1,4 +1,4 @@
-"""Where an ingest's time goes beside the model (the README's "At scale", Ingest).
+"""Where an ingest's time goes beside the model (docs/PERFORMANCE.md, "Where the time goes", Ingest).
 
     python scripts/profile_ingest.py FOLDER        # e.g. a folder of 1,200 SciFact abstracts
 

@@ -1,4 +1,4 @@
-"""Where a question's time goes on an existing index, stage by stage (the README's "At scale" figures).
+"""Where a question's time goes on an existing index, stage by stage (README "At scale", docs/PERFORMANCE.md).
 
     RAG_DATA_DIR=DIR python scripts/profile_stages.py cold            # a fresh process's start-up
     RAG_DATA_DIR=DIR python scripts/profile_stages.py query CLAIMS    # first-seen questions, p50/p95
