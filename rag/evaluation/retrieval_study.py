@@ -214,6 +214,11 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
                   for w in (0.02, 0.05, 0.1, 0.2, 0.3)}
         weight = max(scored, key=lambda w: scored[w][0])
         rows.append((f"rag.retrieval.search + {weight} x {key} (tuned)", *scored[weight]))
+    # Document-level aggregation past the best chunk (CombSUM-like): a document whose other chunks also
+    # match gains a share of their fused scores.
+    scored = {w: score(runs, lambda r, w=w: with_other_chunks(r, w)) for w in (0.05, 0.1, 0.2, 0.3, 0.5)}
+    weight = max(scored, key=lambda w: scored[w][0])
+    rows.append((f"rag.retrieval.search + {weight} x the document's other chunks (tuned)", *scored[weight]))
     if "title_dense" in runs[0]:
         rows.append(("dense, titles alone (documents)", *score(runs, lambda r: r["title_dense"])))
         for weight in (0.05, 0.1, 0.15, 0.2, 0.3):
@@ -254,6 +259,23 @@ def with_signal(run: dict, key: str, weight: float, chunked: bool) -> Ranking:
         if document not in seen:
             seen.add(document)
             fused[name] += weight * signal.get(document, 0.0) / best
+    return list(fused.items())
+
+
+def with_other_chunks(run: dict, weight: float) -> Ranking:
+    """rag.retrieval.search's fusion, then each document's best chunk plus `weight` times the fused scores of
+    its other candidate chunks."""
+    fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
+    best: dict[str, str] = {}
+    others: dict[str, float] = defaultdict(float)
+    for name in sorted(fused, key=lambda n: -fused[n]):
+        document = name.split("#")[0]
+        if document in best:
+            others[document] += fused[name]
+        else:
+            best[document] = name
+    for document, name in best.items():
+        fused[name] += weight * others[document]
     return list(fused.items())
 
 
