@@ -75,3 +75,21 @@ def test_a_stopped_run_in_a_workdir_is_resumed_and_its_time_added_up(source, set
 def test_without_its_source_it_says_what_is_missing(settings, tmp_path):
     with pytest.raises(ConfigError, match="builds its corpus from"):
         run_scale_bench(settings, [10], source=tmp_path / "nowhere")
+
+
+def test_a_measured_command_reports_its_own_peak_memory_not_the_benchs():
+    """A child's ru_maxrss starts from its parent's: a small command started straight from a bench holding
+    hundreds of MB read as large as the bench (a cold `rag ask` at 10k chunks: 337 MB instead of 174)."""
+    import os
+    import sys
+
+    from rag.evaluation.bench_scale import _measured
+
+    ballast = bytearray(400 * 1024 * 1024)
+    ballast[:: 4096] = b"\1" * len(ballast[:: 4096])  # touched, so resident
+    code, out, usage = _measured([sys.executable, "-c", "print('hello')"], dict(os.environ), capture=True)
+    assert (code, out.strip()) == (0, "hello")
+    assert 0 < usage["peak_rss_mb"] < 100 and usage["seconds"] > 0
+    code, _, _ = _measured([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), capture=False)
+    assert code == 3
+    del ballast

@@ -127,18 +127,48 @@ def _claims(source: Path, limit: int) -> list[str]:
 
 
 # ---- the measurements, each in its own process
+
+# A process's peak RSS (`ru_maxrss`) is kept across exec, and a forked or vforked child starts from its
+# parent's: started straight from this process, a small command would read as large as the bench itself
+# (a cold `rag ask` on a 10k index read 337 MB that way, 174 MB alone). So every measured command runs
+# under a small launcher that forks it and reports its rusage, as /usr/bin/time does.
+_LAUNCHER = """
+import json, os, sys, time
+report, command = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(command[0], command)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    json.dump({"seconds": time.perf_counter() - started, "peak_rss_mb": usage.ru_maxrss / 1024}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _measured(command: list[str], environ: dict[str, str], *, capture: bool) -> tuple[int, str, dict[str, float]]:
+    """Run `command` (its first item an executable's path) in its own process: its exit code, its output
+    when `capture`, and its wall time and peak RSS counted from its own start."""
+    with tempfile.TemporaryDirectory(prefix="rag-bench-usage-") as tmp:
+        report = Path(tmp) / "usage.json"
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *command], env=environ, text=True,
+                              stdout=subprocess.PIPE if capture else subprocess.DEVNULL)
+        usage = json.loads(report.read_text()) if report.exists() else {}
+    return proc.returncode, proc.stdout or "", usage
+
+
 def _child(phase: str, root: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
     """Run one phase in a fresh interpreter; its JSON result, with its peak RSS."""
     environ = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.evaluation.bench_scale", phase, str(root), *extra], env=environ,
-                            stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the {phase} phase failed (exit {proc.returncode})")
+    code, out, usage = _measured([sys.executable, "-m", "rag.evaluation.bench_scale", phase, str(root), *extra],
+                                 environ, capture=True)
+    if code != 0:
+        raise RuntimeError(f"the {phase} phase failed (exit {code})")
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024)
+    result["peak_rss_mb"] = round(usage["peak_rss_mb"])
     return result
 
 
@@ -150,11 +180,11 @@ def _cold_ask(root: Path, env: dict[str, str], question: str, runs: int = 3) -> 
     subprocess.run(command, env=environ, capture_output=True, check=True)
     times, peaks = [], []
     for _ in range(runs):
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        times.append(time.perf_counter() - started)
-        peaks.append(usage.ru_maxrss / 1024)
+        code, _, usage = _measured(command, environ, capture=False)
+        if code != 0:
+            raise RuntimeError(f"the cold `rag ask` failed (exit {code})")
+        times.append(usage["seconds"])
+        peaks.append(usage["peak_rss_mb"])
     return {"seconds": round(sorted(times)[runs // 2], 2), "peak_rss_mb": round(max(peaks))}
 
 
