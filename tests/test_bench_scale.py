@@ -4,11 +4,13 @@ they are a benchmark's output, not a test's)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 
 import pytest
 
-from rag.evaluation.bench_scale import build_corpus, run_scale_bench
+from rag.evaluation.bench_scale import _measured, build_corpus, run_scale_bench
 from rag.errors import ConfigError
 
 from conftest import SEEDS
@@ -80,11 +82,6 @@ def test_without_its_source_it_says_what_is_missing(settings, tmp_path):
 def test_a_measured_command_reports_its_own_peak_memory_not_the_benchs():
     """A child's ru_maxrss starts from its parent's: a small command started straight from a bench holding
     hundreds of MB read as large as the bench (a cold `rag ask` at 10k chunks: 337 MB instead of 174)."""
-    import os
-    import sys
-
-    from rag.evaluation.bench_scale import _measured
-
     ballast = bytearray(400 * 1024 * 1024)
     ballast[:: 4096] = b"\1" * len(ballast[:: 4096])  # touched, so resident
     code, out, usage = _measured([sys.executable, "-c", "print('hello')"], dict(os.environ), capture=True)
@@ -92,4 +89,4 @@ def test_a_measured_command_reports_its_own_peak_memory_not_the_benchs():
     assert 0 < usage["peak_rss_mb"] < 100 and usage["seconds"] > 0
     code, _, _ = _measured([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), capture=False)
     assert code == 3
-    del ballast
+    assert len(ballast)  # held until here
