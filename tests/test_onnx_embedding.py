@@ -157,3 +157,13 @@ def test_query_vectors_are_remembered_and_copies_are_handed_out(tmp_path):
     assert all(np.allclose(v, model.get_query_embedding(t), atol=1e-5) for v, t in zip(vectors, TEXTS[:3] * 4))
     queries.forget()
     assert queries.cache_info().currsize == 0
+
+
+def test_word_pieces_count_past_the_window_and_leave_embedding_truncated(torch_model, tmp_path):
+    model = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models"))
+    before = np.asarray(model.get_text_embedding_batch(TEXTS))
+    counts = model.word_pieces(TEXTS)
+    expected = [len(torch_model.tokenizer(text)["input_ids"]) for text in TEXTS]  # with [CLS] and [SEP]
+    assert counts == expected and counts[2] > model.max_length == 256 and counts[3] == 2
+    # the model's own tokenizer still cuts at its window: the same vectors as before the count
+    assert np.abs(np.asarray(model.get_text_embedding_batch(TEXTS)) - before).max() < 1e-6

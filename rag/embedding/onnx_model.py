@@ -123,6 +123,16 @@ class OnnxSentenceEmbedding:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
+    def word_pieces(self, texts: Sequence[str]) -> list[int]:
+        """Each text's length in the model's word pieces before its window (`max_length`) cuts it: how
+        much of a chunk the model reads (a fresh tokenizer, so the shared one keeps its truncation)."""
+        from tokenizers import Tokenizer
+
+        counting = Tokenizer.from_file(str(Path(self.model_dir) / "tokenizer.json"))
+        counting.no_truncation()
+        counting.no_padding()
+        return [len(encoding.ids) for encoding in counting.encode_batch(list(texts))]
+
     # The BaseEmbedding methods the pipeline calls.
     def get_query_embedding(self, query: str) -> list[float]:
         return self.embed_queries([query])[0]

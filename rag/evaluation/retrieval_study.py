@@ -81,6 +81,12 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
             titled.append(f"{doc.title}\n\n{chunk.text}" if chunk.index and doc.title else chunk.text)
     print(f"{len(docs)} documents, {len(texts)} chunks; embedding…", file=sys.stderr)
     model = get_embedder(settings)
+    if hasattr(model, "word_pieces"):  # how much of the chunks the model reads at this chunk size
+        pieces = np.asarray(model.word_pieces(texts))
+        unread = np.clip(pieces - model.max_length, 0, None)
+        print(f"{int(pieces.sum()):,} word pieces; {int((unread > 0).sum()):,} chunks longer than the model's "
+              f"{model.max_length} (longest {int(pieces.max())}), {unread.sum() / pieces.sum():.1%} of word pieces unread",
+              file=sys.stderr)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
     claims = [r["question"] for r in rows]
     key = hashlib.sha256(json.dumps([settings.embed_model, settings.query_precision, texts, claims]).encode()).hexdigest()
