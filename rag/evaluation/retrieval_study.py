@@ -259,12 +259,8 @@ def with_signal(run: dict, key: str, weight: float, chunked: bool) -> Ranking:
     fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
     signal = dict(best_per_document(run[key]) if chunked else run[key])
     best = max(signal.values(), default=0.0) or 1.0
-    seen: set[str] = set()
-    for name in sorted(fused, key=lambda n: -fused[n]):
-        document = name.split("#")[0]
-        if document not in seen:
-            seen.add(document)
-            fused[name] += weight * signal.get(document, 0.0) / best
+    for document, name in best_chunks(fused).items():
+        fused[name] += weight * signal.get(document, 0.0) / best
     return list(fused.items())
 
 
@@ -272,17 +268,23 @@ def with_other_chunks(run: dict, weight: float) -> Ranking:
     """rag.retrieval.search's fusion, then each document's best chunk plus `weight` times the fused scores of
     its other candidate chunks."""
     fused = dict(product(run, CANDIDATES_PER_RETRIEVER))
-    best: dict[str, str] = {}
+    best = best_chunks(fused)
     others: dict[str, float] = defaultdict(float)
-    for name in sorted(fused, key=lambda n: -fused[n]):
+    for name, value in fused.items():
         document = name.split("#")[0]
-        if document in best:
-            others[document] += fused[name]
-        else:
-            best[document] = name
+        if best[document] != name:
+            others[document] += value
     for document, name in best.items():
         fused[name] += weight * others[document]
     return list(fused.items())
+
+
+def best_chunks(fused: dict[str, float]) -> dict[str, str]:
+    """document -> its best-scoring chunk among the fused candidates ("document#chunk" names)."""
+    best: dict[str, str] = {}
+    for name in sorted(fused, key=lambda n: -fused[n]):
+        best.setdefault(name.split("#")[0], name)
+    return best
 
 
 def score(runs: list[dict], rank: Callable[[dict], Ranking]) -> tuple[float, float, float]:
