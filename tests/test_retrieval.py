@@ -103,6 +103,24 @@ def test_a_chunk_is_lifted_by_its_whole_document_matching_the_question():
     assert sorted(lonely, key=lambda c: -lonely[c]) == ["x", "y"]
 
 
+def test_weighted_query_words_scale_each_words_bm25_score():
+    """search_words with word -> weight (an expanded query) sums each word's BM25 score times its weight; a
+    list counts each occurrence once, as the query's own words do."""
+    from rag.retrieval.keyword import query_words
+
+    index = KeywordIndex.build(["x", "y", "z"], ["Lukoil sanctions", "Rosneft exports", "Rosneft Lukoil sanctions"],
+                               ["one", "two", "two"])
+    words = query_words("Rosneft sanctions")
+    assert index.search_words(words, 3, 3) == index.search_both("Rosneft sanctions", 3, 3)
+    single = {w: dict(index.search_words([w], 3, 0)[0]) for w in words}
+    rosneft, sanctions = words
+    weighted = dict(index.search_words({rosneft: 2.0, sanctions: 0.5}, 3, 0)[0])
+    for chunk in ("x", "y", "z"):
+        want = 2.0 * single[rosneft].get(chunk, 0.0) + 0.5 * single[sanctions].get(chunk, 0.0)
+        assert weighted[chunk] == pytest.approx(want)
+    assert dict(index.search_words({sanctions: 1.0, rosneft: 0.0}, 3, 0)[0]) == pytest.approx(single[sanctions])
+
+
 def test_keyword_index_round_trip_keeps_documents(tmp_path):
     index = KeywordIndex.build(["x", "y"], ["Lukoil sanctions", "Rosneft exports"], ["one", "two"])
     index.save(tmp_path / "keyword")

@@ -45,6 +45,9 @@ def test_the_study_scores_every_ranking_and_finds_the_named_documents(bench, tmp
             assert retrieval_study.distinct(run[key])[0] == source, key
     rows = {name: values for name, *values in retrieval_study.study(runs)}
     assert any(name.startswith("rag.retrieval.search + ") and "sentences" in name for name in rows)
+    for variant in ("BM25 again with", "z-score fusion", "chunks as the mean of their sentences"):
+        assert any(variant in name for name in rows), variant
+    assert rows["dense, chunks as the mean of their sentences"] == pytest.approx([1.0, 1.0, 1.0])
     assert all(0.0 <= value <= 1.0 for values in rows.values() for value in values)
     assert rows["dense (MiniLM)"] == pytest.approx([1.0, 1.0, 1.0])
     assert saved.exists() and saved.with_suffix(".sentences.npz").exists()

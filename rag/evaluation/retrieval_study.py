@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 
@@ -68,7 +69,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     from rag.ingestion.documents import load_documents
     from rag.embedding.models import get_embedder
     from rag.ingestion.incremental import chunk_document
-    from rag.retrieval.keyword import KeywordIndex
+    from rag.retrieval.keyword import KeywordIndex, query_words
 
     docs, _ = load_documents(sorted((bench / "corpus").glob("*.txt")), settings.max_file_bytes)
     ids, texts, owner, titled = [], [], [], []
@@ -100,6 +101,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
         if saved:
             np.savez(saved, key=key, vectors=vectors, queries=queries)
     keyword = KeywordIndex.build(ids, texts, owner)
+    chunk_words = {f"{o}#{i}": Counter(query_words(t)) for i, t, o in zip(ids, texts, owner)}  # for feedback
     titled_vectors, titled_keyword = None, None
     if titles:
         changed = [j for j, (a, b) in enumerate(zip(texts, titled)) if a != b]
@@ -115,7 +117,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     np.add.at(document_vectors, [position[n] for n in owner], vectors)
     document_vectors /= np.clip(np.linalg.norm(document_vectors, axis=1, keepdims=True), 1e-12, None)
     title_keyword = KeywordIndex.build(names, [title_of[n] or n for n in names], names)
-    sentence_best = _sentence_scorer(texts, model, saved) if sentences else None
+    sentence_best, sentence_mean = _sentence_scorer(texts, model, saved) if sentences else (None, None)
     if title_field:
         title_file = saved.with_suffix(".titles.npz") if saved else None
         if title_file and title_file.exists() and list(np.load(title_file)["names"]) == names:
@@ -137,13 +139,15 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
                "relevant": set(row["sources"]),
                "dense": dense(vectors, query),
                "bm25": [(f"{where[i]}#{i}", s) for i, s in chunk_hits],
-               "bm25_documents": document_hits}
+               "bm25_documents": document_hits,
+               "keyword": keyword, "chunk_words": chunk_words, "question_words": query_words(row["question"])}
         similarity = document_vectors @ query
         run["dense_documents"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
         run["bm25_titles"] = title_keyword.search(row["question"], DEPTH)
         if sentence_best is not None:
             best = sentence_best(query)
             run["sentences"] = [(f"{owner[j]}#{ids[j]}", float(best[j])) for j in np.argsort(-best)[:DEPTH]]
+            run["dense_sentence_mean"] = dense(sentence_mean, query)
         if title_field:
             similarity = title_vectors @ query
             run["title_dense"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
@@ -154,9 +158,12 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     return runs
 
 
-def _sentence_scorer(texts: list[str], model, saved: Path | None) -> Callable[[np.ndarray], np.ndarray]:
+def _sentence_scorer(texts: list[str], model, saved: Path | None
+                     ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
     """query vector -> each chunk's best sentence cosine, over the sentences an ingest stores for it
-    (rag.ingestion.sentence_store.spans_of), each distinct sentence embedded once."""
+    (rag.ingestion.sentence_store.spans_of), each distinct sentence embedded once; and each chunk's vector
+    made from its sentences' alone (their mean weighted by word pieces, as the model pools a passage's),
+    what an ingest would store if it ran the model on sentences only."""
     from rag.ingestion.sentence_store import spans_of
 
     groups = [[s.text for s in spans_of(text, 0)] or [text] for text in texts]
@@ -173,13 +180,18 @@ def _sentence_scorer(texts: list[str], model, saved: Path | None) -> Callable[[n
     row = {t: j for j, t in enumerate(distinct)}
     owner = np.concatenate([[i] * len(group) for i, group in enumerate(groups)])
     rows = np.array([row[t] for group in groups for t in group])
+    pieces = np.asarray(model.word_pieces(distinct) if hasattr(model, "word_pieces") else [len(t) for t in distinct],
+                        dtype=np.float32)
+    means = np.zeros((len(groups), vectors.shape[1]), dtype=np.float32)
+    np.add.at(means, owner, vectors[rows] * pieces[rows, None])
+    means /= np.clip(np.linalg.norm(means, axis=1, keepdims=True), 1e-12, None)
 
     def best(query: np.ndarray) -> np.ndarray:
         scores = np.full(len(groups), -1.0, dtype=np.float32)
         np.maximum.at(scores, owner, vectors[rows] @ query)
         return scores
 
-    return best
+    return best, means
 
 
 def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
@@ -202,18 +214,21 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
         scored = {a: score(runs, lambda r, a=a: convex(*pick(r), a)) for a in np.round(np.arange(0.2, 0.85, 0.1), 1)}
         alpha = max(scored, key=lambda a: scored[a][0])
         rows.append((f"{name}, dense weight {alpha} (tuned)", *scored[alpha]))
-    for depth in (20, DEPTH):  # rag.retrieval.search's fusion: the dense and chunk BM25 weights in steps of 0.05, the rest
-        # on the document's BM25
-        grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
-        scored = {w: score(runs, lambda r, w=w: product(r, depth, *w)) for w in grid}
-        d, c = max(scored, key=lambda w: scored[w][0])
-        rows.append((f"score fusion, {depth} each: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
+    for depth in (20, DEPTH):
+        rows.append(tuned_weights(runs, f"score fusion, {depth} each", lambda r, d, c, n=depth: product(r, n, d, c)))
     # Signals added to rag.retrieval.search's fusion, each scaled by its best score and added to a candidate
     # document's best chunk (as the document's BM25 is): weight chosen on the tune half.
     extra = [("dense over documents (mean of chunk vectors)", "dense_documents", False),
              ("BM25 over titles", "bm25_titles", False)]
     if "sentences" in runs[0]:
         extra.append(("best sentence per chunk (as stored at ingest)", "sentences", True))
+        # Chunk vectors from the sentence vectors alone (the model run on sentences only, about half an
+        # ingest's model time): in place of the chunks' own, at the shipped weights and re-tuned.
+        rows.append(("dense, chunks as the mean of their sentences", *score(runs, lambda r: r["dense_sentence_mean"])))
+        rows.append(("rag.retrieval.search with those chunk vectors",
+                     *score(runs, lambda r: product(r, CANDIDATES_PER_RETRIEVER, dense_key="dense_sentence_mean"))))
+        rows.append(tuned_weights(runs, "score fusion, those chunk vectors",
+                                  lambda r, d, c: product(r, DEPTH, d, c, dense_key="dense_sentence_mean")))
     for label, key, chunked in extra:
         rows.append((label, *score(runs, lambda r, k=key: r[k])))
         scored = {w: score(runs, lambda r, w=w, k=key, c=chunked: with_signal(r, k, w, c))
@@ -225,6 +240,17 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
     scored = {w: score(runs, lambda r, w=w: with_other_chunks(r, w)) for w in (0.05, 0.1, 0.2, 0.3, 0.5)}
     weight = max(scored, key=lambda w: scored[w][0])
     rows.append((f"rag.retrieval.search + {weight} x the document's other chunks (tuned)", *scored[weight]))
+    # Keyword pseudo-relevance feedback (RM3: Abdul-Jaleel et al., 2004): the words of the fused top chunks,
+    # each weighted by its share of a chunk times the chunk's fused score; the best added to the question's
+    # words at a weight; both BM25 rankings searched again with them and fused as shipped.
+    scored = {p: score(runs, lambda r, p=p: with_feedback(r, *p)) for p in itertools.product((3, 5, 10), (10, 20, 40),
+                                                                                            (0.2, 0.35, 0.5))}
+    chunks, words, weight = max(scored, key=lambda p: scored[p][0])
+    rows.append((f"rag.retrieval.search, BM25 again with {words} words of the {chunks} best chunks at {weight} (tuned)",
+                 *scored[(chunks, words, weight)]))
+    # Each ranking's scores standardised over its candidates (z-scores; a candidate missing from a ranking
+    # counts as its lowest) instead of divided by the best, weights tuned as above.
+    rows.append(tuned_weights(runs, f"z-score fusion, {DEPTH} each", standardised, lowest=0.3))
     if "title_dense" in runs[0]:
         rows.append(("dense, titles alone (documents)", *score(runs, lambda r: r["title_dense"])))
         for weight in (0.05, 0.1, 0.15, 0.2, 0.3):
@@ -237,12 +263,19 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
                             ("dense and BM25 titled", ("dense_titled", "bm25_titled"))]:
             rows.append((f"rag.retrieval.search weights, {label}",
                          *score(runs, lambda r, k=keys: product(r, CANDIDATES_PER_RETRIEVER, dense_key=k[0], bm25_key=k[1]))))
-            grid = [(d, c) for d in np.round(np.arange(0.4, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
-            scored = {w: score(runs, lambda r, w=w, k=keys: product(r, DEPTH, *w, dense_key=k[0], bm25_key=k[1]))
-                      for w in grid}
-            d, c = max(scored, key=lambda w: scored[w][0])
-            rows.append((f"score fusion, {label}: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)]))
+            rows.append(tuned_weights(runs, f"score fusion, {label}", lambda r, d, c, k=keys: product(
+                r, DEPTH, d, c, dense_key=k[0], bm25_key=k[1])))
     return rows
+
+
+def tuned_weights(runs: list[dict], label: str, fusion: Callable[[dict, float, float], Ranking],
+                  lowest: float = 0.4) -> tuple[str, float, float, float]:
+    """The study row of a three-way fusion at the dense and chunk BM25 weights (steps of 0.05, the rest on
+    the document's BM25) that score best on the tune half."""
+    grid = [(d, c) for d in np.round(np.arange(lowest, 0.96, 0.05), 2) for c in np.round(np.arange(0, 1.001 - d, 0.05), 2)]
+    scored = {w: score(runs, lambda r, w=w: fusion(r, *w)) for w in grid}
+    d, c = max(scored, key=lambda w: scored[w][0])
+    return (f"{label}: {d}/{c}/{round(1 - d - c, 2)} (tuned)", *scored[(d, c)])
 
 
 def product(run: dict, depth: int, dense: float = DENSE_WEIGHT, chunk: float = CHUNK_KEYWORD_WEIGHT,
@@ -276,6 +309,42 @@ def with_other_chunks(run: dict, weight: float) -> Ranking:
             others[document] += value
     for document, name in best.items():
         fused[name] += weight * others[document]
+    return list(fused.items())
+
+
+def with_feedback(run: dict, chunks: int, words: int, weight: float) -> Ranking:
+    """rag.retrieval.search's fusion with both BM25 rankings searched again for the question's words plus
+    the `words` best words of its `chunks` best fused chunks (RM3's relevance model), these at `weight`."""
+    relevance: dict[str, float] = defaultdict(float)
+    for name, value in sorted(product(run, CANDIDATES_PER_RETRIEVER), key=lambda x: -x[1])[:chunks]:
+        counts = run["chunk_words"][name]
+        for word, n in counts.items():
+            relevance[word] += value * n / (sum(counts.values()) or 1)
+    expansion = dict(sorted(relevance.items(), key=lambda x: -x[1])[:words])
+    query: dict[str, float] = defaultdict(float)
+    for word in run["question_words"]:
+        query[word] += (1 - weight) / len(run["question_words"])
+    for word, value in expansion.items():
+        query[word] += weight * value / (sum(expansion.values()) or 1)
+    keyword = run["keyword"]
+    chunk_hits, document_hits = keyword.search_words(query, DEPTH, DEPTH)
+    return product({**run, "bm25": [(f"{keyword.chunks[i]}#{i}", s) for i, s in chunk_hits],
+                    "bm25_documents": document_hits}, CANDIDATES_PER_RETRIEVER)
+
+
+def standardised(run: dict, dense: float, chunk: float) -> Ranking:
+    """rag.retrieval.search's fusion with each ranking's scores as z-scores over its first DEPTH."""
+    def z(ranking: Ranking) -> tuple[dict[str, float], float]:
+        values = np.array([s for _, s in ranking[:DEPTH]] or [0.0])
+        mean, spread = values.mean(), values.std() + 1e-9
+        return {n: (s - mean) / spread for n, s in ranking[:DEPTH]}, float((values.min() - mean) / spread)
+
+    (by_dense, dense_floor), (by_chunk, chunk_floor), (by_document, document_floor) = (
+        z(run["dense"]), z(run["bm25"]), z(run["bm25_documents"]))
+    fused = {n: dense * by_dense.get(n, dense_floor) + chunk * by_chunk.get(n, chunk_floor)
+             for n in {**by_dense, **by_chunk}}
+    for document, name in best_chunks(fused).items():
+        fused[name] += (1 - dense - chunk) * by_document.get(document, document_floor)
     return list(fused.items())
 
 

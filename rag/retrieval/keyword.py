@@ -243,7 +243,15 @@ class KeywordIndex:
         tokenized once."""
         if self._bm25 is None or not len(self.chunks):
             return [], []
-        words = query_words(query)
+        return self.search_words(query_words(query), chunks, documents)
+
+    def search_words(self, words: Sequence[str] | Mapping[str, float], chunks: int, documents: int
+                     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """`search_both` for query words already tokenized (stemmed, as `query_words` makes them): a list
+        (each occurrence counts once) or word -> weight, BM25 summing each word's score times its weight
+        (an expanded query, as `rag.evaluation.retrieval_study` scores pseudo-relevance feedback)."""
+        if self._bm25 is None or not len(self.chunks):
+            return [], []
         names = self.chunks.names
         return (_top(self._bm25, words, chunks, self.chunks.id_at),
                 _top(self._documents, words, documents, names.__getitem__) if self._documents else [])
@@ -449,7 +457,8 @@ def query_words(query: str) -> list[str]:
     return [word_of[number] for number in tokens.ids[0]] if tokens.ids else []
 
 
-def _top(index: Any, words: Sequence[str], n: int, name_of: Callable[[int], str]) -> list[tuple[str, float]]:
+def _top(index: Any, words: Sequence[str] | Mapping[str, float], n: int, name_of: Callable[[int], str]
+         ) -> list[tuple[str, float]]:
     """The n best of a bm25s index for the query's words (name, score), best first, ties by position.
 
     Why not bm25s's `retrieve`: a document's BM25 score is the sum, over the query's words, of its entry
@@ -461,12 +470,15 @@ def _top(index: Any, words: Sequence[str], n: int, name_of: Callable[[int], str]
 
     vocab, scores = index.vocab_dict, index.scores
     indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
-    columns = [vocab[w] for w in words if vocab.get(w, len(indptr)) < len(indptr) - 1]  # (bm25s's "" has none)
+    weighted = words.items() if isinstance(words, Mapping) else ((w, 1.0) for w in words)
+    columns = [(vocab[w], weight) for w, weight in weighted
+               if vocab.get(w, len(indptr)) < len(indptr) - 1]  # (bm25s's "" has none)
     if n <= 0 or not columns:
         return []
-    spans = [(int(indptr[c]), int(indptr[c + 1])) for c in columns]
-    total = np.bincount(np.concatenate([indices[a:b] for a, b in spans]),
-                        weights=np.concatenate([data[a:b] for a, b in spans]), minlength=int(scores["num_docs"]))
+    spans = [(int(indptr[c]), int(indptr[c + 1]), weight) for c, weight in columns]
+    values = [data[a:b] if weight == 1.0 else data[a:b] * weight for a, b, weight in spans]
+    total = np.bincount(np.concatenate([indices[a:b] for a, b, _ in spans]),
+                        weights=np.concatenate(values), minlength=int(scores["num_docs"]))
     n = min(n, len(total))
     best = np.argpartition(-total, n - 1)[:n] if n < len(total) else np.arange(len(total))
     best = best[np.lexsort((best, -total[best]))]
