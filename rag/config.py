@@ -17,7 +17,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_EMBED_MODEL = "local:all-MiniLM-L6-v2"
 MODES = ("auto", "extractive", "llm")
 RUNTIMES = ("onnx", "torch")
-QUERY_PRECISIONS = ("int8", "float32")
+PRECISIONS = ("int8", "float32")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # env var -> (field, parser). Every setting a user can change from the shell is listed here.
@@ -27,6 +27,7 @@ _ENV: dict[str, tuple[str, Any]] = {  # parser: a type, or "flag" for on/off
     "RAG_EMBED_MODEL": ("embed_model", str),
     "RAG_EMBED_RUNTIME": ("embed_runtime", str),
     "RAG_QUERY_PRECISION": ("query_precision", str),
+    "RAG_PASSAGE_PRECISION": ("passage_precision", str),
     "RAG_MODEL_CACHE": ("model_cache_dir", Path),
     "RAG_CHUNK_SIZE": ("chunk_size", int),
     "RAG_CHUNK_OVERLAP": ("chunk_overlap", int),
@@ -58,9 +59,12 @@ class Settings:
     corpus_dir: Path = PROJECT_DIR / "seeds"
     embed_model: str = LOCAL_EMBED_MODEL
     embed_runtime: str = "onnx"  # how the local model runs: "onnx" (exported once, then no torch) or "torch"
-    # How the local ONNX model embeds questions (passages are always float32): "int8" costs a third of the
-    # time with the same SciFact nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" as passages.
+    # How the local ONNX model embeds questions: "int8" costs a third of the time with the same SciFact
+    # nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" as passages.
     query_precision: str = "int8"
+    # How it embeds what an ingest stores (chunks and their sentences), recorded in the index when it is
+    # made: "int8" indexes in ~0.6x the time at a small cost in retrieval quality (README, "At scale").
+    passage_precision: str = "float32"
     model_cache_dir: Path | None = None  # where the ONNX export is kept; default $XDG_CACHE_HOME/newsrag
     chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
     chunk_overlap: int = 40
@@ -111,8 +115,12 @@ class Settings:
             (1 <= self.chroma_port <= 65535, f"chroma_port must be a TCP port, got {self.chroma_port}"),
             (self.embed_runtime in RUNTIMES,
              f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),
-            (self.query_precision in QUERY_PRECISIONS,
-             f"query_precision must be one of {', '.join(QUERY_PRECISIONS)}, got {self.query_precision!r}"),
+            (self.query_precision in PRECISIONS,
+             f"query_precision must be one of {', '.join(PRECISIONS)}, got {self.query_precision!r}"),
+            (self.passage_precision in PRECISIONS,
+             f"passage_precision must be one of {', '.join(PRECISIONS)}, got {self.passage_precision!r}"),
+            (self.passage_precision == "float32" or (self.embed_model == LOCAL_EMBED_MODEL and self.embed_runtime == "onnx"),
+             "passage_precision int8 needs the local model on the ONNX runtime (RAG_EMBED_RUNTIME=onnx)"),
             (_encodable(self.data_dir), f"data_dir {str(self.data_dir)!r} is not valid UTF-8: rename it or choose another"),
             (_encodable(self.corpus_dir),
              f"corpus_dir {str(self.corpus_dir)!r} is not valid UTF-8: rename it or choose another"),

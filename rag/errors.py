@@ -6,7 +6,7 @@
     │   └── GoldFileError    a gold Q&A file with bad rows (each listed as path:line: problem)
     ├── StoreUnavailable     the Chroma store cannot be reached or opened
     │   └── StoreDamaged     a file of the data dir is damaged: "store damaged — run `rag ingest --rebuild`"
-    ├── StoreMismatch        the index was built with another embedding model
+    ├── StoreMismatch        the index was built with another embedding model (or, for an ingest, precision)
     ├── StoreBusy            another ingest holds the write lock
     ├── EmbeddingFailed      the embedding model or endpoint failed mid-ingest (what was stored stays)
     ├── ConversationsUnavailable  the saved chats' SQLite file cannot be opened or read

@@ -69,6 +69,8 @@ def test_ingest_lists_a_screenful_of_near_duplicates_and_counts_the_rest(setting
     (["ask", "--k", "0", "sanctions"], "k must be between 1 and 50"),
     (["ask", "--k", "1000000", "sanctions"], "k must be between 1 and 50"),
     (["retrieve", "--k", "-3", "sanctions"], "k must be between 1 and 50"),
+    (["ingest", "--passage-precision", "int4"], "passage_precision must be one of int8, float32, got 'int4'"),
+    (["ingest", "--passage-precision", "int8"], "the index stores float32 passage vectors but passage_precision is int8"),
 ])
 def test_bad_input_gets_a_clear_error(seeded, capsys, args, error):
     code, out, err = run(capsys, "--data-dir", str(seeded.settings.data_dir), *args)

@@ -152,6 +152,29 @@ def test_another_embedding_model_is_refused_with_both_names(settings, corpus):
     assert "rag ingest --rebuild" in message
 
 
+def test_passage_precision_is_the_indexs_own(settings, corpus):
+    """An index made with int8 passage vectors records it; an ingest at float32 into it is refused with
+    nothing changed (mixing both would be), while reading it at either setting works; `--rebuild` at the
+    new setting makes it again at that precision."""
+    int8 = settings.replace(passage_precision="int8")
+    pipeline = Pipeline(int8)
+    pipeline.ingest([corpus])
+    assert pipeline.searcher._store.passage_precision == "int8"
+    before = [p.id for p in pipeline.retrieve("Tomahawk missiles", k=3)]
+    (corpus / "new.txt").write_text("A new article about Tomahawk missiles and the Budapest summit.\n")
+    with pytest.raises(StoreMismatch, match="the index stores int8 passage vectors but passage_precision is "
+                                            "float32; rebuild it with `rag ingest --rebuild` "
+                                            r"\(or set RAG_PASSAGE_PRECISION=int8\)"):
+        Pipeline(settings).ingest([corpus])
+    reader = Pipeline(settings)
+    assert [p.id for p in reader.retrieve("Tomahawk missiles", k=3)] == before
+    assert "new.txt" not in {Path(s["source"]).name for s in reader.sources()}
+    rebuilt = Pipeline(settings)
+    rebuilt.ingest([corpus], rebuild=True)
+    assert rebuilt.searcher._store.passage_precision == "float32"
+    assert "new.txt" in {Path(s["source"]).name for s in rebuilt.sources()}
+
+
 def test_collection_records_model_dimension_and_chunker(settings, corpus):
     pipeline = Pipeline(settings)
     pipeline.ingest([corpus])

@@ -53,6 +53,36 @@ def test_int8_questions_point_where_float32_ones_do_whatever_else_is_asked(torch
     assert np.abs(np.asarray(embedder.get_text_embedding_batch(TEXTS)) - expected).max() < 1e-4
 
 
+def test_int8_passages_come_from_the_int8_graph_each_text_alone(torch_model, tmp_path):
+    """RAG_PASSAGE_PRECISION=int8: stored vectors are the quantised graph's, computed as a question is (alone,
+    so a vector never depends on the texts it was embedded with), and the float32 graph is never loaded."""
+    embedder = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models", passage_precision="int8"))
+    expected = torch_model.encode(TEXTS, normalize_embeddings=True)
+    batch = np.asarray(embedder.get_text_embedding_batch(TEXTS))
+    assert np.abs(batch - np.asarray(embedder.embed_queries(TEXTS))).max() < 1e-6
+    assert np.abs(np.asarray(embedder.get_text_embedding_batch(TEXTS[::-1]))[::-1] - batch).max() < 1e-6
+    assert (batch * expected).sum(axis=1).min() > 0.97 and np.abs(batch - expected).max() > 1e-3
+    assert embedder._text_session is None
+    assert embedder.get_text_embedding_batch([]) == []
+    # float32 questions beside int8 passages: the questions are still float32's own
+    mixed = _onnx(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models", passage_precision="int8",
+                           query_precision="float32"))
+    assert np.abs(np.asarray(mixed.embed_queries(TEXTS)) - expected).max() < 1e-4
+    assert np.abs(np.asarray(mixed.get_text_embedding_batch(TEXTS)) - batch).max() < 1e-6
+
+
+@pytest.mark.parametrize("env, error", [
+    ({"RAG_PASSAGE_PRECISION": "int4"}, "passage_precision must be one of int8, float32, got 'int4'"),
+    ({"RAG_PASSAGE_PRECISION": "int8", "RAG_EMBED_RUNTIME": "torch"},
+     "passage_precision int8 needs the local model on the ONNX runtime"),
+    ({"RAG_PASSAGE_PRECISION": "int8", "RAG_EMBED_MODEL": "openai:text-embedding-3-small"},
+     "passage_precision int8 needs the local model on the ONNX runtime"),
+])
+def test_nonsense_passage_precision_is_refused(env, error):
+    with pytest.raises(ConfigError, match=error):
+        Settings.from_env(env)
+
+
 def _exports(cache):
     return [p for p in cache.glob("*.onnx") if ".ort-" not in p.name and ".int8." not in p.name]
 

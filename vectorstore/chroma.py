@@ -65,6 +65,11 @@ class ChunkStore:
     def contract(self) -> dict[str, Any]:
         return dict(self.collection.metadata or {})
 
+    @property
+    def passage_precision(self) -> str:
+        """How the stored vectors were computed (Settings.passage_precision); older indexes: float32."""
+        return self.contract.get("passage_precision", "float32")
+
     @_guarded
     def count(self) -> int:
         return self.collection.count()
@@ -297,10 +302,12 @@ def _engine_client(settings: Settings) -> _EngineClient | None:
 
 def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True,
                reader: bool = False) -> ChunkStore:
-    """The chunk collection, refusing one built with another embedding model. `reader` (with create=False):
-    the process only reads, so an embedded store may be opened through Chroma's engine (`_EngineClient`)."""
+    """The chunk collection, refusing one built with another embedding model, and an ingest (`create`)
+    into one whose vectors were stored at another precision. `reader` (with create=False): the process
+    only reads, so an embedded store may be opened through Chroma's engine (`_EngineClient`)."""
     client = (_engine_client(settings) if reader and not create else None) or _client(settings)
     contract = {"embed_model": model, "embed_dim": dimension or 0, "chunker": settings.chunker_id,
+                "passage_precision": settings.passage_precision,
                 "hnsw:space": "cosine", "hnsw:sync_threshold": HNSW_SYNC_THRESHOLD}
     try:
         if create:
@@ -322,10 +329,18 @@ def open_store(settings: Settings, model: str, dimension: int | None, *, create:
             f"the index was built with embedding model {recorded!r} but the current setting is {model!r}; "
             f"rebuild it with `rag ingest --rebuild` (or set RAG_EMBED_MODEL={recorded})"
         )
+    store = ChunkStore(collection=collection, client=client, embedded=not settings.chroma_host)
+    if create and store.passage_precision != settings.passage_precision:
+        # Questions match either (int8 vectors are within cosine ~0.02 of float32), so readers are not
+        # refused; mixing both in one index is.
+        raise StoreMismatch(
+            f"the index stores {store.passage_precision} passage vectors but passage_precision is "
+            f"{settings.passage_precision}; rebuild it with `rag ingest --rebuild` "
+            f"(or set RAG_PASSAGE_PRECISION={store.passage_precision})")
     if create and (collection.configuration_json or {}).get("hnsw", {}).get("sync_threshold") not in (
             None, HNSW_SYNC_THRESHOLD):  # a collection made before the threshold was set: from this ingest on
         collection.modify(configuration={"hnsw": {"sync_threshold": HNSW_SYNC_THRESHOLD}})
-    return ChunkStore(collection=collection, client=client, embedded=not settings.chroma_host)
+    return store
 
 
 def reset_store(settings: Settings) -> None:

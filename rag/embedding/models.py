@@ -29,8 +29,8 @@ def embedding_dimension(model: str) -> int | None:
 
 def get_embedder(settings: Settings) -> "BaseEmbedding":
     """One shared instance per model: loading MiniLM costs ~3 s and ~500 MB."""
-    key = (settings.embed_model, settings.embed_runtime, settings.query_precision, settings.openai_base_url,
-           settings.openai_api_key)
+    key = (settings.embed_model, settings.embed_runtime, settings.query_precision, settings.passage_precision,
+           settings.openai_base_url, settings.openai_api_key)
     if key not in _cache:
         _cache[key] = _load(settings)
     return _cache[key]
@@ -48,6 +48,9 @@ def _load(settings: Settings) -> "BaseEmbedding":
             try:
                 return _onnx(model_dir, settings)
             except Exception as exc:  # no onnxruntime, a read-only cache, a failed export check: torch still works
+                if settings.passage_precision == "int8":  # (torch has no int8 graph: never store other vectors)
+                    raise ConfigError(f"passage_precision int8 needs the ONNX runtime, which failed to load: "
+                                      f"{type(exc).__name__}: {exc}") from exc
                 log.warning("ONNX runtime unavailable (%s: %s); embedding with torch", type(exc).__name__, exc)
         return _torch(model_dir)
     if not settings.openai_api_key:
@@ -72,8 +75,11 @@ def _onnx(model_dir: Path, settings: Settings) -> "BaseEmbedding":
         return exported_model(model_dir, settings.models_dir)
 
     def load(path: Path) -> OnnxSentenceEmbedding:
-        queries = quantized_model(model_dir, path) if settings.query_precision == "int8" else None
-        return OnnxSentenceEmbedding(model_dir, path, threads=threads, query_onnx_path=queries, remake=fresh_export)
+        wanted = (settings.query_precision, settings.passage_precision)
+        int8 = quantized_model(model_dir, path) if "int8" in wanted else None
+        return OnnxSentenceEmbedding(model_dir, path, threads=threads, remake=fresh_export,
+                                     query_onnx_path=int8 if wanted[0] == "int8" else None,
+                                     passage_onnx_path=int8 if wanted[1] == "int8" else None)
 
     path = exported_model(model_dir, settings.models_dir)
     try:

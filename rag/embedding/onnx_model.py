@@ -40,7 +40,7 @@ class OnnxSentenceEmbedding:
     `as_llama_index()` gives a real `BaseEmbedding` for LlamaIndex apps."""
 
     def __init__(self, model_dir: Path, onnx_path: Path, threads: int = 0, query_onnx_path: Path | None = None,
-                 remake: Callable[[], Path] | None = None) -> None:
+                 remake: Callable[[], Path] | None = None, passage_onnx_path: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
         self.model_dir, self.onnx_path = str(model_dir), str(onnx_path)
@@ -55,8 +55,22 @@ class OnnxSentenceEmbedding:
         # With a quantised query graph (see `quantized_model`), a process that only asks never loads the
         # float32 graph: it is loaded on the first text embedded (an ingest, an upload).
         self._query_session = _session(Path(query_onnx_path), threads) if query_onnx_path else None
-        if self._query_session is None:
+        # With a quantised passage graph (RAG_PASSAGE_PRECISION=int8), stored vectors come from it instead,
+        # each text alone as a question is: the float32 graph is then never loaded.
+        self._passage_onnx_path = str(passage_onnx_path) if passage_onnx_path else None
+        self._passage_session: Any = None
+        if self._query_session is None and self._passage_onnx_path is None:
             self._texts()
+
+    def _passages(self) -> Any:
+        """The quantised session stored vectors come from, when passages are int8; loaded on first use.
+        One thread per call, calls run side by side (`embed_batch`): one text per call is too little work
+        to split over cores (1,000 SciFact chunks 5.2 s, 3,000 sentences 4.0 s on 2 cores, against 7.8 and
+        7.4 s one at a time on a two-thread session; the vectors are the same to the bit)."""
+        with self._text_lock:
+            if self._passage_session is None:
+                self._passage_session = _session(Path(self._passage_onnx_path), 1)
+        return self._passage_session
 
     def _texts(self) -> Any:
         """The float32 session every stored vector comes from, loaded on first use."""
@@ -79,18 +93,42 @@ class OnnxSentenceEmbedding:
         quantisation scales a call's activations by their range across the whole batch, so in a batch a
         question's vector would depend on the others (cosine 0.984 at worst, measured), and alone is also
         the fastest way to run it. Without that graph, as `embed_batch`."""
+        if self._query_session is None:
+            return self._batched(queries)
+        return self._alone(queries, self._query_session)
+
+    def _alone(self, texts: Sequence[str], session: Any) -> list[list[float]]:
         import numpy as np
 
-        if self._query_session is None:
-            return self.embed_batch(queries)
-        vectors = [self._run([encoding], self._query_session)[0] for encoding in self._tokenizer.encode_batch(list(queries))]
+        vectors = [self._run([encoding], session)[0] for encoding in self._tokenizer.encode_batch(list(texts))]
         return np.asarray(vectors, dtype=np.float32).tolist()
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
-        """Vectors for many texts. Texts are tokenized once, sorted by length and run in batches of about
-        TOKEN_BUDGET word pieces, padding included. Measured here (2 cores): SciFact chunks of ~250 pieces
-        cost 29 ms each and sentences 4 ms, against 43 and 6.5 ms in fixed batches of 32 (512 or 2048
-        pieces per batch were slower again)."""
+        """Vectors for many texts, the ones an index stores: float32 in batches (`_batched`) or, with
+        int8 passages, each text alone on the quantised graph (so that a vector never depends on the other
+        texts of its call, as `embed_queries` explains)."""
+        if self._passage_onnx_path is not None:
+            return self._side_by_side(texts) if texts else []
+        return self._batched(texts)
+
+    def _side_by_side(self, texts: Sequence[str]) -> list[list[float]]:
+        """Each text alone on the one-thread int8 passage session, as many calls at once as cores (ONNX
+        Runtime releases the GIL while it runs; a session may be run from several threads)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numpy as np
+
+        session = self._passages()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        with ThreadPoolExecutor(self._threads or os.cpu_count() or 1, thread_name_prefix="passages") as pool:
+            vectors = list(pool.map(lambda encoding: self._run([encoding], session)[0], encodings))
+        return np.asarray(vectors, dtype=np.float32).tolist()
+
+    def _batched(self, texts: Sequence[str]) -> list[list[float]]:
+        """Float32 vectors: texts tokenized once, sorted by length and run in batches of about TOKEN_BUDGET
+        word pieces, padding included. Measured here (2 cores): SciFact chunks of ~250 pieces cost 29 ms
+        each and sentences 4 ms, against 43 and 6.5 ms in fixed batches of 32 (512 or 2048 pieces per
+        batch were slower again)."""
         import numpy as np
 
         if not texts:

@@ -90,7 +90,9 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
               file=sys.stderr)
     rows = [json.loads(line) for line in (bench / "gold.jsonl").read_text().splitlines() if line.strip()]
     claims = [r["question"] for r in rows]
-    key = hashlib.sha256(json.dumps([settings.embed_model, settings.query_precision, texts, claims]).encode()).hexdigest()
+    # (the passage precision named only when int8: saved float32 vectors stay valid)
+    made_by = [settings.embed_model, settings.query_precision] + (["int8"] if settings.passage_precision == "int8" else [])
+    key = hashlib.sha256(json.dumps([*made_by, texts, claims]).encode()).hexdigest()
     if saved and saved.exists() and str(np.load(saved)["key"]) == key:
         vectors, queries = np.load(saved)["vectors"], np.load(saved)["queries"]
     else:
@@ -117,7 +119,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     np.add.at(document_vectors, [position[n] for n in owner], vectors)
     document_vectors /= np.clip(np.linalg.norm(document_vectors, axis=1, keepdims=True), 1e-12, None)
     title_keyword = KeywordIndex.build(names, [title_of[n] or n for n in names], names)
-    sentence_best, sentence_mean = _sentence_scorer(texts, model, saved) if sentences else (None, None)
+    sentence_best, sentence_mean = _sentence_scorer(texts, model, saved, settings.passage_precision) if sentences else (None, None)
     if title_field:
         title_file = saved.with_suffix(".titles.npz") if saved else None
         if title_file and title_file.exists() and list(np.load(title_file)["names"]) == names:
@@ -158,7 +160,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     return runs
 
 
-def _sentence_scorer(texts: list[str], model, saved: Path | None
+def _sentence_scorer(texts: list[str], model, saved: Path | None, precision: str = "float32"
                      ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
     """query vector -> each chunk's best sentence cosine, over the sentences an ingest stores for it
     (rag.ingestion.sentence_store.spans_of), each distinct sentence embedded once; and each chunk's vector
@@ -169,7 +171,7 @@ def _sentence_scorer(texts: list[str], model, saved: Path | None
     groups = [[s.text for s in spans_of(text, 0)] or [text] for text in texts]
     distinct = list(dict.fromkeys(t for group in groups for t in group))
     sentence_file = saved.with_suffix(".sentences.npz") if saved else None
-    key = hashlib.sha256(json.dumps(distinct).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(distinct if precision == "float32" else [precision, distinct]).encode()).hexdigest()
     if sentence_file and sentence_file.exists() and str(np.load(sentence_file)["key"]) == key:
         vectors = np.load(sentence_file)["vectors"]
     else:

@@ -114,7 +114,8 @@ def stratified_sample(items: list[GoldItem], n: int) -> list[GoldItem]:
 
 def eval_settings(settings: Settings, corpus: Path, files: list[Path]) -> Settings:
     """Settings for the corpus's own index, keyed by its contents and everything that shapes the index."""
-    digest = hashlib.sha256(f"{settings.embed_model}\0{settings.chunker_id}".encode())
+    precision = "" if settings.passage_precision == "float32" else f"\0{settings.passage_precision}"  # (float32: keys as before)
+    digest = hashlib.sha256(f"{settings.embed_model}\0{settings.chunker_id}{precision}".encode())
     for path in files:
         digest.update(f"\0{_relative(path, corpus)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -280,5 +281,6 @@ def _support_metrics(records: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
-    return {"embed_model": settings.embed_model, "chunker": settings.chunker_id,
+    return {"embed_model": settings.embed_model, "passage_precision": settings.passage_precision,
+            "chunker": settings.chunker_id,
             "llm_model": settings.openai_model if settings.resolved_mode(None) == "llm" else None}

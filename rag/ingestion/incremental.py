@@ -386,7 +386,8 @@ def _grouping_key(threshold: float, documents: Iterable[tuple[str, str, str]]) -
 def _rebuilds_in_place(settings: Settings) -> bool:
     """Whether a rebuild can write the new index beside the old one, so readers keep the old one until
     the new one is published: yes when the store is whole (probed in a child process, which a damaged
-    store may crash) and built with the current model. Otherwise it is dropped first."""
+    store may crash) and built with the current model at the current passage precision. Otherwise it is
+    dropped first."""
     from rag.serving.health import check_store
 
     try:
@@ -395,8 +396,8 @@ def _rebuilds_in_place(settings: Settings) -> bool:
         from rag.embedding.models import embedding_dimension
         from vectorstore import open_store
 
-        open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)
-        return True
+        store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)
+        return store.passage_precision == settings.passage_precision
     except RagError:  # another model, or no collection yet
         return False
 
@@ -593,7 +594,8 @@ def _classifier(settings: Settings) -> injection.Classifier | None:
         return None
     key = (settings.embed_model, settings.embed_runtime)
     if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = injection.instruction_classifier(get_embedder(settings))
+        # float32 vectors whatever the index stores: its weights and operating point were fitted on them
+        _CLASSIFIERS[key] = injection.instruction_classifier(get_embedder(settings.replace(passage_precision="float32")))
     return _CLASSIFIERS[key]
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import SEEDS
 from planted_instructions import planted
 
-from rag import Pipeline
+from rag import Pipeline, Settings
 from rag.ingestion.injection import instruction_classifier, is_instruction
 from rag.text import sentence_spans
 
@@ -105,3 +105,16 @@ def test_fold_matches_the_character_by_character_definition_on_disguised_seed_se
             chars.insert(rng.randint(0, len(chars)), rng.choice(disguises))
         cases.append("".join(chars))
     assert [fold(t) for t in cases] == [_fold_by_character(t) for t in cases]
+
+
+def test_the_classifier_reads_float32_vectors_whatever_an_index_stores(monkeypatch):
+    """Its weights and operating point were fitted on float32 vectors: with RAG_PASSAGE_PRECISION=int8
+    an ingest still hands it the float32 model."""
+    from rag.ingestion import incremental, injection
+
+    given = []
+    monkeypatch.setattr(incremental, "_CLASSIFIERS", {})
+    monkeypatch.setattr(injection, "instruction_classifier", lambda embedder: given.append(embedder) or (lambda t: []))
+    incremental._classifier(Settings(injection_classifier=True, passage_precision="int8"))
+    assert len(given) == 1 and type(given[0]).__name__ == "OnnxSentenceEmbedding"
+    assert given[0]._passage_onnx_path is None  # stored-vector calls go to the float32 graph
