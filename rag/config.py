@@ -60,10 +60,11 @@ class Settings:
     embed_model: str = LOCAL_EMBED_MODEL
     embed_runtime: str = "onnx"  # how the local model runs: "onnx" (exported once, then no torch) or "torch"
     # How the local ONNX model embeds questions: "int8" costs a third of the time with the same SciFact
-    # nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" as passages.
+    # nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" the full graph.
     query_precision: str = "int8"
     # How it embeds what an ingest stores (chunks and their sentences), recorded in the index when it is
-    # made: "int8" indexes in ~0.6x the time at a small cost in retrieval quality (README, "At scale").
+    # made: "int8" indexes in about half the time for a little quality (README, "At scale"); the index
+    # refuses an ingest at the other precision.
     passage_precision: str = "float32"
     model_cache_dir: Path | None = None  # where the ONNX export is kept; default $XDG_CACHE_HOME/newsrag
     chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
