@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--chunk-size", type=int, help="tokens per chunk (env RAG_CHUNK_SIZE)")
     ingest.add_argument("--chunk-overlap", type=int, help="tokens of overlap (env RAG_CHUNK_OVERLAP)")
     ingest.add_argument("--passage-precision", help="int8 or float32: how a new index's vectors are computed "
-                        "(env RAG_PASSAGE_PRECISION; int8 about halves the time, for a little quality)")
+                        "(env RAG_PASSAGE_PRECISION; int8 about halves the time, for a little quality; "
+                        "default: the index's own, float32 for a new one)")
 
     ask = sub.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")

@@ -63,9 +63,9 @@ class Settings:
     # nDCG@10 (see rag.embedding.onnx_model.quantized_model); "float32" the full graph.
     query_precision: str = "int8"
     # How it embeds what an ingest stores (chunks and their sentences), recorded in the index when it is
-    # made: "int8" indexes in about half the time for a little quality (README, "At scale"); the index
-    # refuses an ingest at the other precision.
-    passage_precision: str = "float32"
+    # made: "int8" indexes in about half the time for a little quality (README, "At scale"). None: the
+    # index's own (float32 for a new one), as a collection keeps its model; one that differs is refused.
+    passage_precision: str | None = None
     model_cache_dir: Path | None = None  # where the ONNX export is kept; default $XDG_CACHE_HOME/newsrag
     chunk_size: int = 200  # tokens (cl100k); MiniLM reads at most 256 word pieces
     chunk_overlap: int = 40
@@ -118,9 +118,9 @@ class Settings:
              f"embed_runtime must be one of {', '.join(RUNTIMES)}, got {self.embed_runtime!r}"),
             (self.query_precision in PRECISIONS,
              f"query_precision must be one of {', '.join(PRECISIONS)}, got {self.query_precision!r}"),
-            (self.passage_precision in PRECISIONS,
+            (self.passage_precision in (None, *PRECISIONS),
              f"passage_precision must be one of {', '.join(PRECISIONS)}, got {self.passage_precision!r}"),
-            (self.passage_precision == "float32" or (self.embed_model == LOCAL_EMBED_MODEL and self.embed_runtime == "onnx"),
+            (self.passage_precision != "int8" or (self.embed_model == LOCAL_EMBED_MODEL and self.embed_runtime == "onnx"),
              "passage_precision int8 needs the local model on the ONNX runtime (RAG_EMBED_RUNTIME=onnx)"),
             (_encodable(self.data_dir), f"data_dir {str(self.data_dir)!r} is not valid UTF-8: rename it or choose another"),
             (_encodable(self.corpus_dir),

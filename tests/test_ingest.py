@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SEEDS
 
@@ -153,23 +154,36 @@ def test_another_embedding_model_is_refused_with_both_names(settings, corpus):
 
 
 def test_passage_precision_is_the_indexs_own(settings, corpus):
-    """An index made with int8 passage vectors records it; an ingest at float32 into it is refused with
-    nothing changed (mixing both would be), while reading it at either setting works; `--rebuild` at the
-    new setting makes it again at that precision."""
-    int8 = settings.replace(passage_precision="int8")
-    pipeline = Pipeline(int8)
+    """An index made with int8 passage vectors records it, and a later ingest that names no precision
+    embeds as the index did (as a collection keeps its model). One that names the other precision is
+    refused with nothing changed, while reading works at any setting; `--rebuild` at the named precision
+    makes the index again at it."""
+    pipeline = Pipeline(settings.replace(passage_precision="int8"))
     pipeline.ingest([corpus])
     assert pipeline.searcher._store.passage_precision == "int8"
     before = [p.id for p in pipeline.retrieve("Tomahawk missiles", k=3)]
+    float32 = settings.replace(passage_precision="float32")
     (corpus / "new.txt").write_text("A new article about Tomahawk missiles and the Budapest summit.\n")
     with pytest.raises(StoreMismatch, match="the index stores int8 passage vectors but passage_precision is "
                                             "float32; rebuild it with `rag ingest --rebuild` "
                                             r"\(or set RAG_PASSAGE_PRECISION=int8\)"):
-        Pipeline(settings).ingest([corpus])
-    reader = Pipeline(settings)
+        Pipeline(float32).ingest([corpus])
+    reader = Pipeline(float32)
     assert [p.id for p in reader.retrieve("Tomahawk missiles", k=3)] == before
     assert "new.txt" not in {Path(s["source"]).name for s in reader.sources()}
-    rebuilt = Pipeline(settings)
+
+    from rag.embedding.models import get_embedder
+
+    unnamed = Pipeline(settings)  # no precision named: the index's own
+    assert unnamed.ingest([corpus]).embedded_chunks >= 1
+    new_chunk = next(p for p in unnamed.retrieve("new article Tomahawk Budapest summit", k=5)
+                     if Path(p.source).name == "new.txt")
+    stored = unnamed.searcher._store.collection.get(ids=[new_chunk.id], include=["embeddings"])["embeddings"][0]
+    int8_vector = get_embedder(settings.replace(passage_precision="int8")).get_text_embedding_batch([new_chunk.text])[0]
+    assert abs(float(np.dot(stored, int8_vector)) - 1.0) < 1e-5  # embedded by the int8 graph, as the index was
+    assert unnamed.searcher._store.passage_precision == "int8"
+
+    rebuilt = Pipeline(float32)
     rebuilt.ingest([corpus], rebuild=True)
     assert rebuilt.searcher._store.passage_precision == "float32"
     assert "new.txt" in {Path(s["source"]).name for s in rebuilt.sources()}

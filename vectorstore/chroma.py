@@ -303,11 +303,11 @@ def _engine_client(settings: Settings) -> _EngineClient | None:
 def open_store(settings: Settings, model: str, dimension: int | None, *, create: bool = True,
                reader: bool = False) -> ChunkStore:
     """The chunk collection, refusing one built with another embedding model, and an ingest (`create`)
-    into one whose vectors were stored at another precision. `reader` (with create=False): the process
+    asking for another precision than its vectors were stored at. `reader` (with create=False): the process
     only reads, so an embedded store may be opened through Chroma's engine (`_EngineClient`)."""
     client = (_engine_client(settings) if reader and not create else None) or _client(settings)
     contract = {"embed_model": model, "embed_dim": dimension or 0, "chunker": settings.chunker_id,
-                "passage_precision": settings.passage_precision,
+                "passage_precision": settings.passage_precision or "float32",
                 "hnsw:space": "cosine", "hnsw:sync_threshold": HNSW_SYNC_THRESHOLD}
     try:
         if create:
@@ -330,7 +330,7 @@ def open_store(settings: Settings, model: str, dimension: int | None, *, create:
             f"rebuild it with `rag ingest --rebuild` (or set RAG_EMBED_MODEL={recorded})"
         )
     store = ChunkStore(collection=collection, client=client, embedded=not settings.chroma_host)
-    if create and store.passage_precision != settings.passage_precision:
+    if create and settings.passage_precision not in (None, store.passage_precision):
         # Questions match either (int8 vectors are within cosine ~0.02 of float32), so readers are not
         # refused; mixing both in one index is.
         raise StoreMismatch(

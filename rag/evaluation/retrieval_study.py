@@ -119,7 +119,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     np.add.at(document_vectors, [position[n] for n in owner], vectors)
     document_vectors /= np.clip(np.linalg.norm(document_vectors, axis=1, keepdims=True), 1e-12, None)
     title_keyword = KeywordIndex.build(names, [title_of[n] or n for n in names], names)
-    sentence_best, sentence_mean = _sentence_scorer(texts, model, saved, settings.passage_precision) if sentences else (None, None)
+    sentence_best, sentence_mean = _sentence_scorer(texts, model, saved, settings.passage_precision or "float32") if sentences else (None, None)
     if title_field:
         title_file = saved.with_suffix(".titles.npz") if saved else None
         if title_file and title_file.exists() and list(np.load(title_file)["names"]) == names:

@@ -114,7 +114,8 @@ def stratified_sample(items: list[GoldItem], n: int) -> list[GoldItem]:
 
 def eval_settings(settings: Settings, corpus: Path, files: list[Path]) -> Settings:
     """Settings for the corpus's own index, keyed by its contents and everything that shapes the index."""
-    precision = "" if settings.passage_precision == "float32" else f"\0{settings.passage_precision}"  # (float32: keys as before)
+    # (float32, named or not: keys as before this setting)
+    precision = "" if settings.passage_precision in (None, "float32") else f"\0{settings.passage_precision}"
     digest = hashlib.sha256(f"{settings.embed_model}\0{settings.chunker_id}{precision}".encode())
     for path in files:
         digest.update(f"\0{_relative(path, corpus)}\0".encode())
@@ -281,6 +282,6 @@ def _support_metrics(records: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
-    return {"embed_model": settings.embed_model, "passage_precision": settings.passage_precision,
+    return {"embed_model": settings.embed_model, "passage_precision": settings.passage_precision or "float32",
             "chunker": settings.chunker_id,
             "llm_model": settings.openai_model if settings.resolved_mode(None) == "llm" else None}

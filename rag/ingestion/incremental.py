@@ -224,6 +224,7 @@ def _ingest_locked(paths: list[Path], settings: Settings, rebuild: bool,
         _forget_derived_state(settings.data_dir)
         reset_store(settings)
     store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model))
+    settings = settings.replace(passage_precision=store.passage_precision)  # unset: embed as the index did
     # A rebuild reads nothing of the old manifest: every document is described and embedded afresh.
     manifest = Manifest(settings.data_dir, empty=rebuild)
 
@@ -397,7 +398,7 @@ def _rebuilds_in_place(settings: Settings) -> bool:
         from vectorstore import open_store
 
         store = open_store(settings, settings.embed_model, embedding_dimension(settings.embed_model), create=False)
-        return store.passage_precision == settings.passage_precision
+        return settings.passage_precision in (None, store.passage_precision)
     except RagError:  # another model, or no collection yet
         return False
 
