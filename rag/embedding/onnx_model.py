@@ -97,32 +97,33 @@ class OnnxSentenceEmbedding:
             return self._batched(queries)
         return self._alone(queries, self._query_session)
 
-    def _alone(self, texts: Sequence[str], session: Any) -> list[list[float]]:
+    def _alone(self, texts: Sequence[str], session: Any, workers: int = 1) -> list[list[float]]:
+        """Each text in a call of its own on `session`, `workers` calls at once (ONNX Runtime releases the
+        GIL while it runs, and a session may be run from several threads)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import numpy as np
 
-        vectors = [self._run([encoding], session)[0] for encoding in self._tokenizer.encode_batch(list(texts))]
+        if not texts:
+            return []
+        encodings = self._tokenizer.encode_batch(list(texts))
+        def run(encoding: Any) -> Any:
+            return self._run([encoding], session)[0]
+
+        if workers == 1:
+            vectors = [run(encoding) for encoding in encodings]
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="passages") as pool:
+                vectors = list(pool.map(run, encodings))
         return np.asarray(vectors, dtype=np.float32).tolist()
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
         """Vectors for many texts, the ones an index stores: float32 in batches (`_batched`) or, with
         int8 passages, each text alone on the quantised graph (so that a vector never depends on the other
-        texts of its call, as `embed_queries` explains)."""
+        texts of its call, as `embed_queries` explains), on its one-thread session once per core."""
         if self._passage_onnx_path is not None:
-            return self._side_by_side(texts) if texts else []
+            return self._alone(texts, self._passages(), workers=self._threads or os.cpu_count() or 1)
         return self._batched(texts)
-
-    def _side_by_side(self, texts: Sequence[str]) -> list[list[float]]:
-        """Each text alone on the one-thread int8 passage session, as many calls at once as cores (ONNX
-        Runtime releases the GIL while it runs; a session may be run from several threads)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import numpy as np
-
-        session = self._passages()
-        encodings = self._tokenizer.encode_batch(list(texts))
-        with ThreadPoolExecutor(self._threads or os.cpu_count() or 1, thread_name_prefix="passages") as pool:
-            vectors = list(pool.map(lambda encoding: self._run([encoding], session)[0], encodings))
-        return np.asarray(vectors, dtype=np.float32).tolist()
 
     def _batched(self, texts: Sequence[str]) -> list[list[float]]:
         """Float32 vectors: texts tokenized once, sorted by length and run in batches of about TOKEN_BUDGET
