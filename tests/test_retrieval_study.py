@@ -37,15 +37,18 @@ def bench(tmp_path):
 
 def test_the_study_scores_every_ranking_and_finds_the_named_documents(bench, tmp_path, monkeypatch):
     saved = tmp_path / "vectors.npz"
-    runs = retrieval_study.collect(bench, Settings(), saved=saved, title_field=True, sentences=True)
+    runs = retrieval_study.collect(bench, Settings(), saved=saved, title_field=True, sentences=True,
+                                   phrases=True)
     assert len(runs) == len(CLAIMS)
     for run, (_, _, source) in zip(runs, CLAIMS):
         assert run["relevant"] == {source}
-        for key in ("dense", "bm25", "bm25_documents", "dense_documents", "bm25_titles", "sentences", "title_dense"):
+        for key in ("dense", "bm25", "bm25_documents", "dense_documents", "bm25_titles", "sentences", "title_dense",
+                    "bm25_pairs", "bm25_pieces"):
             assert retrieval_study.distinct(run[key])[0] == source, key
     rows = {name: values for name, *values in retrieval_study.study(runs)}
     assert any(name.startswith("rag.retrieval.search + ") and "sentences" in name for name in rows)
-    for variant in ("BM25 again with", "z-score fusion", "chunks as the mean of their sentences"):
+    for variant in ("BM25 again with", "z-score fusion", "chunks as the mean of their sentences", "x bm25_pairs",
+                    "x bm25_pieces"):
         assert any(variant in name for name in rows), variant
     assert rows["dense, chunks as the mean of their sentences"] == pytest.approx([1.0, 1.0, 1.0])
     assert all(0.0 <= value <= 1.0 for values in rows.values() for value in values)

@@ -48,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score each document's title on its own (embedded alone) as a document bonus")
     parser.add_argument("--sentences", action="store_true",
                         help="also score each chunk by its best sentence, as stored at ingest (embeds ~50k sentences)")
+    parser.add_argument("--phrases", action="store_true",
+                        help="also score BM25 over adjacent word pairs and BM25 over the model's word pieces")
     parser.add_argument("--vectors", type=Path, metavar="FILE.npz",
                         help="keep the chunk and claim vectors here and reuse them while the chunks are the same")
     args = parser.parse_args(argv)
     runs = collect(args.bench, Settings.from_env(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap), args.titles,
-                   args.vectors, args.title_field, args.sentences)
+                   args.vectors, args.title_field, args.sentences, args.phrases)
     print(f"{'variant':<52} {'tune':>7} {'test':>7} {'all':>7}   (nDCG@10, distinct documents; chunk size {args.chunk_size})")
     for name, tune, test, both in study(runs):
         print(f"{name:<52} {tune:>7.4f} {test:>7.4f} {both:>7.4f}")
@@ -60,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path | None = None,
-            title_field: bool = False, sentences: bool = False) -> list[dict]:
+            title_field: bool = False, sentences: bool = False, phrases: bool = False) -> list[dict]:
     """Per claim: dense and BM25 chunk rankings, BM25 over whole documents, the relevant documents; a
     dense ranking of whole documents (each the normalised mean of its chunks' vectors: no model call)
     and BM25 over titles alone. With `titles`, also the dense and BM25 rankings of chunks prefixed with
     their document's title (chunks after a document's first do not contain it); with `sentences`, each
-    chunk's best sentence cosine (its sentences embedded as an ingest stores them)."""
+    chunk's best sentence cosine (its sentences embedded as an ingest stores them); with `phrases`, BM25
+    rankings of chunks over adjacent word pairs and over the model's word pieces."""
     from rag.ingestion.documents import load_documents
     from rag.embedding.models import get_embedder
     from rag.ingestion.incremental import chunk_document
@@ -134,6 +137,7 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
         scores = matrix @ query
         return [(f"{owner[j]}#{ids[j]}", float(scores[j])) for j in np.argsort(-scores)[:DEPTH]]
 
+    phrase_rankers = _phrase_rankers(texts, model) if phrases else {}
     runs = []
     for row, query in zip(rows, queries):
         chunk_hits, document_hits = keyword.search_both(row["question"], DEPTH, DEPTH)
@@ -153,11 +157,52 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
         if title_field:
             similarity = title_vectors @ query
             run["title_dense"] = [(names[j], float(similarity[j])) for j in np.argsort(-similarity)[:DEPTH]]
+        for key, rank in phrase_rankers.items():
+            run[key] = [(f"{owner[j]}#{ids[j]}", s) for j, s in rank(row["question"])]
         if titles:
             run["dense_titled"] = dense(titled_vectors, query)
             run["bm25_titled"] = [(f"{where[i]}#{i}", s) for i, s in titled_keyword.search(row["question"], DEPTH)]
         runs.append(run)
     return runs
+
+
+def _phrase_rankers(texts: list[str], model) -> dict[str, Callable[[str], list[tuple[int, float]]]]:
+    """BM25 rankings (chunk position, score) that see what the shipped word BM25 does not: adjacent pairs
+    of its words (stop words out, stemmed: "vitamin_d", "cell_death") and the model's own word pieces
+    (lower-cased WordPiece, which splits unseen chemical and gene names into shared pieces)."""
+    from tokenizers import Tokenizer
+
+    from rag.retrieval.keyword import _stemmer, import_bm25s
+
+    bm25s = import_bm25s()
+
+    def pairs(tokens: list[str]) -> list[str]:
+        return [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
+
+    def words(batch: list[str]) -> list[list[str]]:
+        return bm25s.tokenize(batch, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+
+    pieces_of = Tokenizer.from_file(str(Path(model.model_dir) / "tokenizer.json"))
+    pieces_of.no_truncation()
+    pieces_of.no_padding()  # (tokenizer.json pads to 128 [PAD] pieces)
+
+    def pieces(batch: list[str]) -> list[list[str]]:
+        return [[t for t in e.tokens if t not in ("[CLS]", "[SEP]")] for e in pieces_of.encode_batch(batch)]
+
+    rankers = {}
+    for key, tokenize in [("bm25_pairs", lambda batch: [pairs(t) for t in words(batch)]), ("bm25_pieces", pieces)]:
+        index = bm25s.BM25()
+        index.index(tokenize(texts), show_progress=False)
+
+        def rank(question: str, index=index, tokenize=tokenize) -> list[tuple[int, float]]:
+            tokens = [t for t in tokenize([question])[0] if t in index.vocab_dict]
+            if not tokens:
+                return []
+            found, scores = index.retrieve([tokens], k=min(DEPTH, len(texts)), show_progress=False)
+            return [(int(j), float(s)) for j, s in zip(found[0], scores[0]) if s > 0]
+
+        rankers[key] = rank
+    return rankers
 
 
 def _sentence_scorer(texts: list[str], model, saved: Path | None, precision: str = "float32"
@@ -222,6 +267,9 @@ def study(runs: list[dict]) -> list[tuple[str, float, float, float]]:
     # document's best chunk (as the document's BM25 is): weight chosen on the tune half.
     extra = [("dense over documents (mean of chunk vectors)", "dense_documents", False),
              ("BM25 over titles", "bm25_titles", False)]
+    if "bm25_pairs" in runs[0]:
+        extra += [("BM25 over adjacent word pairs", "bm25_pairs", True),
+                  ("BM25 over the model's word pieces", "bm25_pieces", True)]
     if "sentences" in runs[0]:
         extra.append(("best sentence per chunk (as stored at ingest)", "sentences", True))
         # Chunk vectors from the sentence vectors alone (the model run on sentences only, about half an
