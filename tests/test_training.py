@@ -2,7 +2,7 @@
 
 import json
 
-from rag.answer.scoring import AnswererModel
+from rag.answer.scoring import WEIGHTS_FILE, AnswererModel
 from rag.answer.train import _half, main
 
 S002 = "002_f2e8e39dc4325990.txt"
@@ -31,7 +31,7 @@ def _rows(texts, fitted, prefix):
     return rows
 
 
-def test_training_reproduces_a_loadable_weights_file(tmp_path, corpus):
+def test_training_reproduces_a_loadable_weights_file(tmp_path, corpus, capsys):
     bench = tmp_path / "bench"
     bench.mkdir()
     (bench / "corpus").symlink_to(corpus, target_is_directory=True)
@@ -49,8 +49,13 @@ def test_training_reproduces_a_loadable_weights_file(tmp_path, corpus):
                    json.dumps({"id": "o2", "question": "What did Macron say?", "answer": "", "facts": [],
                                "sources": [], "answerable": False, "split": "dev"}) + "\n")
     out = tmp_path / "answerer.json"
-    assert main(["--bench", str(bench), "--gold", str(own), "--corpus", str(corpus), "--out", str(out)]) == 0
+    assert main(["--bench", str(bench), "--gold", str(own), "--corpus", str(corpus), "--out", str(out),
+                 "--compare", str(WEIGHTS_FILE)]) == 0
     data = json.loads(out.read_text())
+    # The shipped weights are reported on the same questions, before the refitted ones.
+    printed = capsys.readouterr().out
+    shipped, refitted = printed.split("refitted:")
+    assert str(WEIGHTS_FILE) in shipped and '"bench (held out)"' in shipped and '"bench (held out)"' in refitted
     model = AnswererModel.load(out)
     assert model.answer_threshold == 0.5 and 0 < model.include_threshold < 1
     assert data["fitted_on"] == {"bench": 6, "own-gold": 2}

@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gold", type=Path, default=PROJECT_DIR / "evals" / "gold.jsonl")
     parser.add_argument("--corpus", type=Path, default=PROJECT_DIR / "seeds")
     parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
+    parser.add_argument("--compare", type=Path, metavar="WEIGHTS",
+                        help="also report these saved weights on the same questions (e.g. the shipped ones "
+                             "on an index of int8 sentence vectors, RAG_PASSAGE_PRECISION=int8)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     questions = collect(args.bench / "gold.jsonl", args.bench / "corpus", settings, args.bench.name,
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             "answerable": model.answerable.to_dict(QUESTION_FEATURES),
             "answer_threshold": model.answer_threshold, "include_threshold": model.include_threshold, **meta}
     args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if args.compare:
+        print(f"{args.compare}:\n{json.dumps(report(AnswererModel.load(args.compare), questions), indent=2)}\nrefitted:")
     print(json.dumps(meta["report"], indent=2))
     print(f"wrote {args.out}")
     return 0
