@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -270,6 +271,7 @@ class KeywordIndex:
         self.chunks.save(tmp)
         (tmp / "ids.json").write_text(json.dumps({"format": FORMAT, "digest": self.digest, "documents": self.document_names,
                                                   "sentence_format": self.sentence_format}))
+        _out_of_page_cache(tmp)
         old = directory.with_name(directory.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
@@ -315,6 +317,27 @@ class KeywordIndex:
             raise StoreDamaged("the keyword index does not match its own ids")
         return cls(chunks=chunks, digest=digest, _bm25=_unwrapped(bm25), _documents=_unwrapped(documents),
                    sentence_format=meta.get("sentence_format"), saved_format=version)
+
+
+def _out_of_page_cache(directory: Path) -> None:
+    """Flush the files just written under `directory` and drop their pages from the page cache.
+
+    Readers memory-map the index (`load`), and a file's pages still cached from its writing counted
+    far more against a reader than pages read back: at 100k chunks a cold `rag ask` held 45 MB of the
+    keyword files' maps with them freshly written, and 3 MB once their pages had been dropped (or read
+    back with `read`), `/proc/self/smaps`, twice each. That was most of why a cold ask passed 400 MB
+    right after an ingest. Readers then fault in only the pages their questions touch. (Flushed first:
+    the kernel drops clean pages only.)"""
+    if not hasattr(os, "posix_fadvise"):  # not on macOS or Windows
+        return
+    for path in directory.rglob("*"):
+        if path.is_file():
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
 
 
 def _bytes_array(texts: Sequence[str]) -> Any:
