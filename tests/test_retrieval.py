@@ -317,3 +317,26 @@ def test_a_saved_keyword_index_leaves_the_page_cache(tmp_path):
     assert {p.name: cached(p) for p in files} == {p.name: 0 for p in files}
     loaded = KeywordIndex.load(tmp_path / "keyword")
     assert loaded.search("term14 term21", 3)[0][0] == "c0"
+
+
+@pytest.mark.parametrize("error, saved", [(22, True), (5, False)])  # EINVAL: not supported here; EIO: a failing disk
+def test_saving_where_pages_cannot_be_dropped(tmp_path, monkeypatch, error, saved):
+    """A filesystem without fsync or fadvise saves as before; a failing one fails the save and leaves the
+    published index as it was."""
+    import os
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("needs posix_fadvise")
+    KeywordIndex.build(["x"], ["Lukoil sanctions"], ["one"]).save(tmp_path / "keyword")
+
+    def refuse(*args):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    new = KeywordIndex.build(["y"], ["Rosneft exports"], ["two"])
+    if saved:
+        new.save(tmp_path / "keyword")
+    else:
+        with pytest.raises(OSError):
+            new.save(tmp_path / "keyword")
+    assert KeywordIndex.load(tmp_path / "keyword").chunks == ({"y": "two"} if saved else {"x": "one"})

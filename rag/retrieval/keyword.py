@@ -10,6 +10,7 @@ with the chunk scores.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -336,6 +337,9 @@ def _out_of_page_cache(directory: Path) -> None:
             try:
                 os.fsync(descriptor)
                 os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:  # a filesystem that supports neither loses nothing: the pages just stay
+                if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS):
+                    raise
             finally:
                 os.close(descriptor)
 
