@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SEEDS
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "profile_ingest.py"
@@ -25,6 +26,10 @@ def test_profile_ingest_times_the_model_calls_and_the_raw_model_on_the_same_text
     assert int(calls) >= 1 and 0 <= float(padding) < 100
     ratio = float(re.search(r"pipeline speed / raw model: ([\d.]+)x", out.stdout).group(1))
     assert 0 < ratio < 10
+    model_cpu, beside, ceiling = re.search(r"CPU: the raw model ([\d.]+) s, the ingest beside the model ([\d.]+) s; "
+                                           r"ceiling on \d+ cores ([\d.]+)x", out.stdout).groups()
+    assert float(model_cpu) > 0 and float(beside) > 0
+    assert float(ceiling) == pytest.approx(float(model_cpu) / (float(model_cpu) + float(beside)), abs=0.02)
 
 
 def test_profile_ingest_explains_itself_without_a_folder():
