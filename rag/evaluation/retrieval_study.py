@@ -36,6 +36,7 @@ from rag.retrieval.search import (
 DEFAULT_BENCH = PROJECT_DIR.parent / "shared" / "bench" / "scifact-train"
 DEPTH = 100
 RRF_K = 60  # reciprocal rank fusion (Cormack et al.), what rag.retrieval.search did before score fusion
+ADAPTER_STRENGTHS = (0.01, 0.1, 1.0)  # penalties of `query_adapter` tried, the one used chosen on the tune half
 Ranking = list[tuple[str, float]]  # ("document#chunk" or "document", score), best first
 
 
@@ -194,16 +195,14 @@ def collect(bench: Path, settings: Settings, titles: bool = False, saved: Path |
     return runs
 
 
-ADAPTER_STRENGTHS = (0.01, 0.1, 1.0)
-
-
 def query_adapter(queries: np.ndarray, vectors: np.ndarray, relevant: np.ndarray, strength: float,
                   steps: int = 50, temperature: float = 0.05) -> np.ndarray:
-    """A 384 x 384 map W for question vectors (q -> qW, scored by cosine against the unchanged chunk
-    vectors), trained on `queries` (rows of `relevant`: which chunks are of a relevant document) by the
-    softmax over every chunk (the relevant ones against all, Adam, full batch), with `strength` times
-    the squared distance of W from the identity as the penalty. The known cheap adapter (as LlamaIndex's
-    embedding-adapter fine-tuning), written here as 20 lines of torch since it runs once, on arrays."""
+    """A d x d map W for question vectors (q -> qW, scored by cosine against the unchanged chunk vectors),
+    trained on `queries` (rows of `relevant`: which chunks are of a relevant document) by the softmax
+    over every chunk (the relevant ones against all, Adam, full batch), with `strength` times the squared
+    distance of W from the identity as the penalty. LlamaIndex's linear adapter fine-tuning does the
+    same from text pairs it embeds itself (llama-index-finetuning, not a dependency); this one trains on
+    the study's stored vectors, in a few lines of torch."""
     import torch
 
     torch.manual_seed(0)
@@ -313,8 +312,8 @@ def _sentence_scorer(texts: list[str], model, saved: Path | None, precision: str
 
 
 def study(runs: list[dict]) -> list[tuple[str, float, float, float, float]]:
-    """(variant, tune nDCG, test nDCG, nDCG over all claims) rows; a variant with free parameters is shown
-    at the values that score best on the tune half."""
+    """(variant, tune nDCG, test nDCG, nDCG over all claims, nDCG over the fresh test claims) rows; a
+    variant with free parameters is shown at the values that score best on the tune half."""
     rows = [(name, *score(runs, fn)) for name, fn in [
         ("dense (MiniLM)", lambda r: r["dense"]),
         ("BM25 over chunks", lambda r: r["bm25"]),
