@@ -22,6 +22,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 
 def main(folder: Path) -> None:
@@ -69,8 +73,9 @@ def main(folder: Path) -> None:
           f"ceiling on {os.cpu_count()} cores {model_cpu / (model_cpu + beside):.2f}x")
 
 
-def _cpu_beside_the_model(folder: Path, settings: object) -> float:
-    """Process CPU seconds of an ingest of `folder` whose model calls return fixed unit vectors."""
+def _cpu_beside_the_model(folder: Path, settings: Settings) -> float:
+    """Process CPU seconds of an ingest of `folder` (into a temporary data dir) whose model calls return
+    fixed unit vectors."""
     import numpy as np
 
     from rag.embedding import models
@@ -92,9 +97,8 @@ def _cpu_beside_the_model(folder: Path, settings: object) -> float:
     models.get_embedder = lambda _settings: stand_in
     try:
         with tempfile.TemporaryDirectory(prefix="profile-ingest-") as data:
-            os.environ["RAG_DATA_DIR"] = data
             started = time.process_time()
-            ingest([folder], type(settings).from_env())
+            ingest([folder], settings.replace(data_dir=Path(data)))
             return time.process_time() - started
     finally:
         models.get_embedder = get_embedder
